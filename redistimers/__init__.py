@@ -1,0 +1,41 @@
+"""redistimers: distributed timers on Redis for synchronous, thread-based Python.
+
+Schedule a payload on a topic to fire at a time; any number of worker processes deliver
+each due timer to the function registered for its topic, at least once and never early.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigurationError,
+    InvalidTimerError,
+    PayloadTypeError,
+    RedisTimersError,
+    RedisUnavailableError,
+    RejectTimer,
+    RetryTimer,
+    SchedulerStateError,
+)
+from .models import Delivery, TimerInfo
+from .retry import RetryPolicy
+from .router import Router
+from .scheduler import TimerScheduler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Delivery",
+    "InvalidTimerError",
+    "PayloadTypeError",
+    "RedisTimersError",
+    "RedisUnavailableError",
+    "RejectTimer",
+    "RetryPolicy",
+    "RetryTimer",
+    "Router",
+    "SchedulerStateError",
+    "TimerInfo",
+    "TimerScheduler",
+    "__version__",
+]

@@ -1,0 +1,142 @@
+"""Payloads and envelopes on the wire: JSON through cattrs, never pickle.
+
+The envelope (version 1) is a compact JSON object, documented in the README so that
+other languages can schedule timers::
+
+    {"v": 1, "p": <payload>, "h": {"k": "v"}, "c": "<correlation id>", "t": <created ms>}
+
+"h" and "c" are left out when empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from .errors import PayloadTypeError
+
+ENVELOPE_VERSION = 1
+
+converter = make_converter()
+
+
+class EnvelopeError(ValueError):
+    """A stored envelope or payload cannot be decoded."""
+
+
+@attrs.frozen
+class Envelope:
+    """A timer's stored body: its payload in JSON form plus what travels with it."""
+
+    payload: Any
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    correlation_id: str | None = None
+    created_ms: int | None = None
+
+
+def type_name(payload_type: Any) -> str:
+    """A readable name of a payload type, for error messages."""
+    if isinstance(payload_type, type):
+        return payload_type.__qualname__
+    return repr(payload_type)
+
+
+def _describe(exc: Exception) -> str:
+    """What went wrong while (un)structuring, with cattrs' paths to the bad fields."""
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))
+    return str(exc) or type(exc).__name__
+
+
+def unstructure_payload(topic: str, payload: Any, payload_type: Any | None) -> Any:
+    """The JSON form of a payload, checked against the topic's type when it is known."""
+    if payload_type is not None:
+        if isinstance(payload_type, type):
+            if not isinstance(payload, payload_type) and not (
+                payload_type is float and isinstance(payload, int) and not isinstance(payload, bool)
+            ):
+                raise PayloadTypeError(
+                    f"payload for topic {topic!r} must be {type_name(payload_type)}, "
+                    f"got {type(payload).__name__}"
+                )
+        try:
+            raw = converter.unstructure(payload, unstructure_as=payload_type)
+            if not isinstance(payload_type, type):
+                # Generic aliases (list[X], dict[str, X], unions) cannot be isinstance-checked:
+                # the payload matches when its JSON form structures back into the type.
+                converter.structure(raw, payload_type)
+        except Exception as exc:
+            raise PayloadTypeError(
+                f"payload for topic {topic!r} does not match {type_name(payload_type)}: "
+                f"{_describe(exc)}"
+            ) from exc
+    else:
+        raw = converter.unstructure(payload)
+    return raw
+
+
+def encode_envelope(
+    topic: str,
+    payload: Any,
+    payload_type: Any | None,
+    headers: Mapping[str, str],
+    correlation_id: str | None,
+    created_ms: int,
+) -> str:
+    """The envelope JSON of a new timer; raises PayloadTypeError before anything is written."""
+    body: dict[str, Any] = {
+        "v": ENVELOPE_VERSION,
+        "p": unstructure_payload(topic, payload, payload_type),
+    }
+    if headers:
+        body["h"] = dict(headers)
+    if correlation_id is not None:
+        body["c"] = correlation_id
+    body["t"] = created_ms
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadTypeError(
+            f"payload for topic {topic!r} ({type(payload).__name__}) cannot be stored as JSON: "
+            f"{exc}"
+        ) from exc
+
+
+def decode_envelope(raw: bytes | str) -> Envelope:
+    """Parse a stored envelope; raises EnvelopeError when it is not a version-1 envelope."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise EnvelopeError(f"envelope is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict) or "p" not in body:
+        raise EnvelopeError("envelope is not a JSON object with a payload ('p')")
+    if body.get("v") != ENVELOPE_VERSION:
+        raise EnvelopeError(f"envelope version {body.get('v')!r} is not supported")
+    headers = body.get("h") or {}
+    correlation_id = body.get("c")
+    if not isinstance(headers, dict) or not isinstance(correlation_id, (str, type(None))):
+        raise EnvelopeError("envelope headers ('h') or correlation id ('c') are malformed")
+    created = body.get("t")
+    return Envelope(
+        payload=body["p"],
+        headers=headers,
+        correlation_id=correlation_id,
+        created_ms=created if isinstance(created, int) else None,
+    )
+
+
+def structure_payload(raw: Any, payload_type: Any | None) -> Any:
+    """The payload in the handler's type; raises EnvelopeError when it no longer fits."""
+    if payload_type is None:
+        return raw
+    try:
+        return converter.structure(raw, payload_type)
+    except Exception as exc:
+        raise EnvelopeError(
+            f"payload does not decode into {type_name(payload_type)}: {_describe(exc)}"
+        ) from exc

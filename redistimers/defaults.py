@@ -1,0 +1,56 @@
+"""Every default in one place, each with the reason for its value."""
+
+from __future__ import annotations
+
+#: Prefix of every key, so several applications can share one Redis database.
+NAMESPACE = "redistimers"
+
+#: Handlers of one topic running at once in one process: enough to overlap I/O-bound
+#: handlers, no more than a typical database connection pool serves.
+MAX_CONCURRENT = 10
+
+#: Seconds a claimed timer stays leased before another worker may take it. It bounds
+#: how long a crashed worker delays a timer; running handlers renew it, so it does not
+#: bound how long a handler may run.
+LEASE_TTL = 30.0
+
+#: Renew a running handler's lease once this fraction of it has passed, leaving two
+#: thirds of the lease to ride out a slow round trip or a short Redis hiccup.
+LEASE_RENEW_FRACTION = 1 / 3
+
+#: Shortest lease accepted: renewal at a third of it must stay well above a round trip.
+MIN_LEASE_TTL = 0.1
+
+#: Longest the poller sleeps without asking Redis. Wake-ups normally come from pub/sub
+#: and from the next due time Redis reports; this only bounds the cost of a lost message.
+MAX_POLL_INTERVAL = 10.0
+
+#: Most timers one claim takes from one topic in one script call; keeps every script
+#: call short so Redis stays responsive to other clients.
+CLAIM_BATCH_MAX = 1000
+
+#: Most timers settled (acked, retried, renewed) by one script call, for the same reason.
+SETTLE_BATCH_MAX = 1000
+
+#: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
+SHUTDOWN_TIMEOUT = 10.0
+
+#: Longest topic name and timer id, in characters: ids are keys' fields, kept short.
+MAX_TOPIC_LENGTH = 200
+MAX_TIMER_ID_LENGTH = 256
+
+#: Backoff while Redis cannot be reached: first wait, and the cap (seconds), with jitter
+#: so that many workers do not reconnect in step.
+REDIS_BACKOFF_INITIAL = 0.05
+REDIS_BACKOFF_MAX = 5.0
+
+#: How often the wake-up listener looks up from its pub/sub socket to see whether it
+#: should stop; it costs no Redis command.
+LISTENER_POLL_INTERVAL = 0.2
+
+#: Retry policy used when a topic names none: 20 attempts, exponential from 1 s,
+#: capped at 10 minutes, full jitter, about 2.5 hours of retrying in all.
+RETRY_MAX_ATTEMPTS = 20
+RETRY_INITIAL = 1.0
+RETRY_FACTOR = 2.0
+RETRY_MAXIMUM = 600.0

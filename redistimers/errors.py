@@ -1,0 +1,46 @@
+"""Exceptions: one root for the library's errors, and control-flow signals for handlers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import redis
+
+
+class RedisTimersError(Exception):
+    """Root of every error redistimers raises; `except RedisTimersError` catches them all."""
+
+
+class ConfigurationError(RedisTimersError, ValueError):
+    """The scheduler or a router was set up with settings that cannot work."""
+
+
+class InvalidTimerError(RedisTimersError, ValueError):
+    """A timer's arguments (topic, id, time, headers) are wrong; nothing was written."""
+
+
+class PayloadTypeError(RedisTimersError, TypeError):
+    """A payload does not match its topic's type or cannot be stored as JSON; nothing was written."""
+
+
+class RedisUnavailableError(RedisTimersError, redis.exceptions.ConnectionError):
+    """Redis could not be reached; the message names where it was looked for."""
+
+
+class SchedulerStateError(RedisTimersError, RuntimeError):
+    """An operation that does not fit the scheduler's state (say, run_pending while it runs)."""
+
+
+class RetryTimer(Exception):  # noqa: N818 - a control-flow signal, named for what it asks
+    """Raise from a handler to have the timer delivered again after `delay`."""
+
+    def __init__(self, delay: float | dt.timedelta = 0.0) -> None:
+        seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else float(delay)
+        if not seconds >= 0:
+            raise ValueError(f"RetryTimer delay must be >= 0 seconds, got {delay!r}")
+        super().__init__(f"retry in {seconds:g}s")
+        self.delay = seconds
+
+
+class RejectTimer(Exception):  # noqa: N818 - a control-flow signal, named for what it asks
+    """Raise from a handler to remove the timer for good, without retrying it."""

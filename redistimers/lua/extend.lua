@@ -1,0 +1,21 @@
+-- Renew the leases of handlers still running, fenced by token.
+-- KEYS: due, lease
+-- ARGV: lease ms, then per timer: id, token
+-- Returns the ids whose lease was lost (re-set, cancelled, or expired and re-claimed).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = now + tonumber(ARGV[1])
+local ids, zargs, lost = {}, {}, {}
+local n = (#ARGV - 1) / 2
+for i = 1, n do ids[i] = ARGV[2 * i] end
+local leases = redis.call('HMGET', KEYS[2], unpack(ids))
+for i = 1, n do
+  if leases[i] == ARGV[2 * i + 1] then
+    zargs[#zargs + 1] = expiry
+    zargs[#zargs + 1] = ids[i]
+  else
+    lost[#lost + 1] = ids[i]
+  end
+end
+if #zargs > 0 then redis.call('ZADD', KEYS[1], 'XX', unpack(zargs)) end
+return lost

@@ -1,0 +1,47 @@
+"""The values the scheduler hands to handlers and to callers that inspect timers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+
+def _frozen_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(headers))
+
+
+@attrs.frozen
+class Delivery:
+    """One delivery of a timer, passed to handlers that take a second parameter."""
+
+    topic: str
+    timer_id: str
+    #: 1 for the first delivery; a retry or a delivery after a worker died counts up.
+    attempt: int
+    #: When this delivery was due, by the Redis server's clock (aware, UTC).
+    due_at: dt.datetime
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    correlation_id: str | None = None
+
+
+@attrs.frozen
+class TimerInfo:
+    """A pending timer as stored in Redis, from `TimerScheduler.get_timer`."""
+
+    topic: str
+    timer_id: str
+    #: When it fires next; while a handler holds it, when that handler's lease runs out.
+    due_at: dt.datetime
+    #: Time left until `due_at` by the Redis server's clock, never negative.
+    remaining: dt.timedelta
+    #: Deliveries started so far (0 until the first one).
+    attempts: int
+    #: True while a worker holds a lease on it (a handler is running).
+    leased: bool
+    payload: Any
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    correlation_id: str | None = None

@@ -1,0 +1,139 @@
+"""Routers map topics to the plain functions that handle their timers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import attrs
+
+from . import defaults
+from .errors import ConfigurationError
+from .retry import RetryPolicy
+from .validation import check_topic, seconds_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_delivery(func: Callable[..., Any]) -> bool:
+    """True when `func` accepts a second positional argument (the Delivery)."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: pass the payload only
+        return False
+    positional = [
+        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    if not positional:
+        raise ConfigurationError(
+            f"handler {getattr(func, '__qualname__', func)!r} must accept the payload "
+            "as its first positional parameter"
+        )
+    return len(positional) >= 2
+
+
+@attrs.frozen
+class HandlerSpec:
+    """A topic's handler and how this process runs it."""
+
+    topic: str
+    func: Callable[..., Any]
+    payload_type: Any | None
+    max_concurrent: int
+    lease_ttl: float
+    retry: RetryPolicy | None
+    takes_delivery: bool
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lease_ttl * 1000)
+
+
+class Router:
+    """A set of topic handlers, registered with `@router.handler(topic, ...)`."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, HandlerSpec] = {}
+
+    def handler(
+        self,
+        topic: str,
+        *,
+        payload: Any | None = None,
+        max_concurrent: int = defaults.MAX_CONCURRENT,
+        lease_ttl: float | dt.timedelta = defaults.LEASE_TTL,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of `topic`.
+
+        `payload` is the type timers of this topic carry (checked when scheduling, decoded
+        for the handler); without it the handler gets the JSON value. At most
+        `max_concurrent` handlers of this topic run at once in one process; `lease_ttl`
+        seconds is how long a crashed worker can hold a timer; `retry` overrides the
+        scheduler's retry policy for this topic.
+        """
+        check_topic(topic)
+        if topic in self._specs:
+            raise ConfigurationError(f"topic {topic!r} already has a handler in this router")
+        if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or (
+            max_concurrent < 1
+        ):
+            raise ConfigurationError(
+                f"max_concurrent for topic {topic!r} must be an int >= 1, got {max_concurrent!r}"
+            )
+        lease_seconds = seconds_of(lease_ttl, "lease_ttl")
+        if lease_seconds < defaults.MIN_LEASE_TTL:
+            raise ConfigurationError(
+                f"lease_ttl for topic {topic!r} must be at least {defaults.MIN_LEASE_TTL}s, "
+                f"got {lease_ttl!r}"
+            )
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry for topic {topic!r} must be a RetryPolicy, got {type(retry).__name__}"
+            )
+
+        def register(func: F) -> F:
+            if not callable(func):
+                raise ConfigurationError(f"handler for topic {topic!r} must be callable")
+            self._specs[topic] = HandlerSpec(
+                topic=topic,
+                func=func,
+                payload_type=payload,
+                max_concurrent=max_concurrent,
+                lease_ttl=lease_seconds,
+                retry=retry,
+                takes_delivery=takes_delivery(func),
+            )
+            return func
+
+        return register
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._specs)
+
+    def __iter__(self) -> Iterator[HandlerSpec]:
+        return iter(self._specs.values())
+
+    def __contains__(self, topic: object) -> bool:
+        return topic in self._specs
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def merge_routers(routers: Iterable[Router]) -> dict[str, HandlerSpec]:
+    """Topic -> handler of all routers; a topic handled twice is a configuration error."""
+    specs: dict[str, HandlerSpec] = {}
+    for router in routers:
+        if not isinstance(router, Router):
+            raise ConfigurationError(f"routers must be Router objects, got {type(router).__name__}")
+        for spec in router:
+            if spec.topic in specs:
+                raise ConfigurationError(f"topic {spec.topic!r} has a handler in two routers")
+            specs[spec.topic] = spec
+    return specs

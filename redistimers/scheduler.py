@@ -1,0 +1,368 @@
+"""TimerScheduler: schedule, cancel and inspect timers, and run the handlers of due ones."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from types import FrameType, TracebackType
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from . import defaults
+from .codec import EnvelopeError, decode_envelope, encode_envelope, structure_payload
+from .delivery import deliver, settle
+from .errors import ConfigurationError, RedisUnavailableError, SchedulerStateError
+from .models import TimerInfo
+from .outage import OutageTracker, is_transient
+from .poller import Poller
+from .retry import RetryPolicy
+from .router import HandlerSpec, Router, merge_routers
+from .store import ScheduleEntry, TimerStore
+from .validation import (
+    check_correlation_id,
+    check_due,
+    check_headers,
+    check_namespace,
+    check_timer_id,
+    check_topic,
+    datetime_of_ms,
+    new_timer_id,
+    seconds_of,
+)
+
+log = logging.getLogger("redistimers.scheduler")
+
+_schedulers: weakref.WeakSet[TimerScheduler] = weakref.WeakSet()
+
+
+def describe_location(client: redis.Redis) -> str:
+    """host:port (or the unix socket path) a client talks to, for error messages."""
+    kwargs = getattr(client, "connection_pool", None)
+    kwargs = getattr(kwargs, "connection_kwargs", {}) if kwargs is not None else {}
+    if kwargs.get("path"):
+        return f"unix socket {kwargs['path']}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+class TimerScheduler:
+    """Distributed timers on one Redis: any process may schedule; processes with routers
+    deliver each due timer of their topics to its handler, at least once, never early.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        routers: Iterable[Router] = (),
+        namespace: str = defaults.NAMESPACE,
+        *,
+        retry: RetryPolicy | None = None,
+        max_poll_interval: float | dt.timedelta = defaults.MAX_POLL_INTERVAL,
+    ) -> None:
+        if not isinstance(client, redis.Redis):
+            raise ConfigurationError(
+                f"client must be a redis.Redis, got {type(client).__name__}; "
+                "use TimerScheduler.from_url(url) to connect by URL"
+            )
+        if isinstance(routers, Router):
+            routers = [routers]
+        self._specs: dict[str, HandlerSpec] = merge_routers(routers)
+        self._store = TimerStore(client, check_namespace(namespace))
+        self._default_retry = retry if retry is not None else RetryPolicy()
+        if not isinstance(self._default_retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        self._max_poll_interval = seconds_of(max_poll_interval, "max_poll_interval")
+        if self._max_poll_interval <= 0:
+            raise ConfigurationError("max_poll_interval must be > 0 seconds")
+        self._where = describe_location(client)
+        self._tracker = OutageTracker(self._where)
+        self._lock = threading.Lock()
+        self._poller: Poller | None = None
+        self._lost_to_fork = False
+        _schedulers.add(self)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        routers: Iterable[Router] = (),
+        namespace: str = defaults.NAMESPACE,
+        **options: Any,
+    ) -> TimerScheduler:
+        """Connect to the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``) and
+        check that it answers; RedisUnavailableError names host and port when it does not.
+
+        `retry` and `max_poll_interval` go to the scheduler; other keyword arguments go
+        to `redis.Redis.from_url`.
+        """
+        scheduler_options = {k: options.pop(k) for k in ("retry", "max_poll_interval") if k in options}
+        client_options: dict[str, Any] = {
+            "socket_connect_timeout": 5.0,
+            "health_check_interval": 30,
+            # One quick retry replaces a pooled connection that died with a Redis restart;
+            # longer outages are ridden out by the scheduler's own backoff.
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
+            **options,
+        }
+        try:
+            client = redis.Redis.from_url(url, **client_options)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
+        scheduler = cls(client, routers, namespace, **scheduler_options)
+        with scheduler._redis_errors():
+            client.ping()
+        return scheduler
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def set_timer(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        activate_in: dt.timedelta | float | None = None,
+        activate_at: dt.datetime | None = None,
+        timer_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        """Schedule `payload` on `topic` to fire after `activate_in` or at `activate_at`.
+
+        Setting an id that exists replaces that timer (payload, time, attempts). Returns
+        the timer id, generated when not given. Everything is checked before anything is
+        written: InvalidTimerError (a ValueError) for bad arguments, PayloadTypeError (a
+        TypeError) for a payload that does not fit the topic's type.
+        """
+        topic = check_topic(topic)
+        due = check_due(activate_in, activate_at)
+        timer_id = new_timer_id() if timer_id is None else check_timer_id(timer_id)
+        spec = self._specs.get(topic)
+        envelope = encode_envelope(
+            topic,
+            payload,
+            spec.payload_type if spec else None,
+            check_headers(headers),
+            check_correlation_id(correlation_id),
+            created_ms=int(time.time() * 1000),
+        )
+        entry = ScheduleEntry(timer_id, envelope, at_ms=due.at_ms, delay_ms=due.delay_ms)
+        with self._redis_errors():
+            woke, _ = self._store.schedule(topic, [entry])
+        poller = self._poller
+        if woke and poller is not None and spec is not None:
+            poller.wake(topic)
+        return timer_id
+
+    def cancel_timer(self, topic: str, timer_id: str) -> bool:
+        """Remove a timer so it never fires (again); True if it existed."""
+        topic, timer_id = check_topic(topic), check_timer_id(timer_id)
+        with self._redis_errors():
+            return self._store.cancel(topic, timer_id)
+
+    def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
+        """The pending timer `timer_id` of `topic`, or None if there is none."""
+        topic, timer_id = check_topic(topic), check_timer_id(timer_id)
+        with self._redis_errors():
+            stored = self._store.inspect(topic, timer_id)
+        if stored is None:
+            return None
+        envelope = decode_envelope(stored.envelope)
+        spec = self._specs.get(topic)
+        payload = envelope.payload
+        if spec is not None:
+            try:
+                payload = structure_payload(envelope.payload, spec.payload_type)
+            except EnvelopeError as exc:
+                log.warning("timer %s/%s: %s; returning its JSON payload", topic, timer_id, exc)
+        return TimerInfo(
+            topic=topic,
+            timer_id=timer_id,
+            due_at=datetime_of_ms(stored.score_ms),
+            remaining=dt.timedelta(milliseconds=max(0, stored.score_ms - stored.server_now_ms)),
+            attempts=stored.attempts,
+            leased=stored.leased,
+            payload=payload,
+            headers=envelope.headers,
+            correlation_id=envelope.correlation_id,
+        )
+
+    # -- running handlers -----------------------------------------------------------------
+
+    @property
+    def topics_handled(self) -> list[str]:
+        """The topics this scheduler delivers (those its routers have handlers for)."""
+        return list(self._specs)
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._poller is not None
+
+    @property
+    def healthy(self) -> bool:
+        """False while Redis cannot be reached, when a started scheduler's threads are gone,
+        or in a forked child whose parent had started this scheduler (call start() there).
+        """
+        if self._lost_to_fork:
+            return False
+        poller = self._poller
+        if poller is not None and not poller.alive:
+            return False
+        return self._tracker.healthy
+
+    def start(self) -> None:
+        """Start delivering in background threads; returns at once.
+
+        Raises RedisUnavailableError when Redis does not answer, so a wrong URL shows at once.
+        """
+        with self._lock:
+            if self._poller is not None:
+                raise SchedulerStateError("scheduler is already running")
+            with self._redis_errors():
+                self._store.load_scripts()
+            self._poller = Poller(
+                self._store,
+                self._specs,
+                self._tracker,
+                default_retry=self._default_retry,
+                max_poll_interval=self._max_poll_interval,
+            )
+            self._lost_to_fork = False
+            self._poller.start()
+        if not self._specs:
+            log.warning("scheduler started without handlers: it will deliver nothing")
+        log.info("scheduler started for topics %s on Redis at %s", self.topics_handled, self._where)
+
+    def stop(self, timeout: float = defaults.SHUTDOWN_TIMEOUT) -> bool:
+        """Stop claiming, let running handlers finish (up to `timeout` seconds), hand back
+        timers claimed but not started, and end the threads. True when all drained.
+        """
+        with self._lock:
+            poller, self._poller = self._poller, None
+        if poller is None:
+            return True
+        drained = poller.stop(timeout)
+        log.info("scheduler stopped%s", "" if drained else " with handlers still running")
+        return drained
+
+    def __enter__(self) -> TimerScheduler:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def run_forever(self, shutdown_timeout: float = defaults.SHUTDOWN_TIMEOUT) -> None:
+        """Deliver until SIGTERM or SIGINT (or `stop()` from another thread), then stop
+        gracefully; a second signal stops at once, without waiting for running handlers.
+        """
+        stop_requested = threading.Event()
+        timeout = [shutdown_timeout]
+        started: list[Poller | None] = [None]
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if stop_requested.is_set():
+                log.warning("received %s again, stopping at once", name)
+                timeout[0] = 0.0
+                if started[0] is not None:
+                    started[0].stop_now()
+            else:
+                log.info("received %s, stopping after running handlers finish", name)
+            stop_requested.set()
+
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, on_signal)
+        try:
+            self.start()
+            started[0] = self._poller
+            while not stop_requested.wait(0.5) and self._poller is started[0]:
+                pass
+        finally:
+            self.stop(timeout[0])
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def run_pending(self) -> int:
+        """Deliver every timer due now, one at a time in this thread; return how many ran.
+
+        For tests and cron-style use; not while the scheduler runs in the background.
+        """
+        if self._poller is not None:
+            raise SchedulerStateError("run_pending() cannot be used while the scheduler runs")
+        ran = 0
+        for topic, spec in self._specs.items():
+            seen: set[str] = set()
+            while True:
+                batch = self._store.batch()
+                batch.claim(topic, spec.lease_ms, 1)
+                with self._redis_errors():
+                    (claim,) = self._store.execute(batch)
+                if not claim.timers:
+                    break
+                timer = claim.timers[0]
+                batch = self._store.batch()
+                if timer.timer_id in seen:  # asked to run again at once: leave it for later
+                    batch.release(topic, [(timer.timer_id, timer.token)])
+                    with self._redis_errors():
+                        self._store.execute(batch)
+                    break
+                seen.add(timer.timer_id)
+                settle(batch, [(timer, deliver(spec, timer, self._default_retry))])
+                with self._redis_errors():
+                    self._store.execute(batch)
+                ran += 1
+        return ran
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _redis_errors(self) -> Iterator[None]:
+        """Turn connection errors into RedisUnavailableError naming where Redis was sought."""
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            if not is_transient(exc):
+                raise
+            self._tracker.failed(exc)
+            raise RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}") from exc
+        self._tracker.succeeded()
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's threads do not exist here."""
+        if self._poller is not None:
+            self._poller = None
+            self._lost_to_fork = True
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "running" if self._poller is not None else "stopped"
+        return (
+            f"<TimerScheduler {state} namespace={self._store.namespace!r} "
+            f"topics={self.topics_handled} redis={self._where}>"
+        )
+
+
+def _after_fork_in_child() -> None:
+    for scheduler in list(_schedulers):
+        scheduler._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

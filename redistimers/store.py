@@ -1,0 +1,292 @@
+"""The only code that knows Redis keys and Lua: timers in, timers out, fenced by tokens.
+
+Every key of a topic carries the topic as its hash tag, ``<namespace>:{<topic>}:<kind>``,
+so each script touches one cluster slot. Scripts run by EVALSHA and are loaded again
+when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH). Several operations go to
+Redis in one pipelined round trip through `Batch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import attrs
+import redis
+from redis.exceptions import NoScriptError
+
+from . import defaults
+
+SCRIPT_NAMES = ("schedule", "claim", "ack", "retry", "extend", "bury", "cancel")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _load_sources() -> dict[str, tuple[str, str]]:
+    """Script name -> (source, sha1)."""
+    folder = resources.files("redistimers") / "lua"
+    sources = {}
+    for name in SCRIPT_NAMES:
+        source = (folder / f"{name}.lua").read_text(encoding="utf-8")
+        sources[name] = (source, hashlib.sha1(source.encode()).hexdigest())
+    return sources
+
+
+_SCRIPTS = _load_sources()
+
+
+@attrs.frozen
+class TopicKeys:
+    """The Redis keys of one topic."""
+
+    due: str
+    body: str
+    lease: str
+    attempts: str
+    seq: str
+    dead: str
+    dead_body: str
+    wake: str
+
+    @classmethod
+    def of(cls, namespace: str, topic: str) -> TopicKeys:
+        prefix = f"{namespace}:{{{topic}}}:"
+        return cls(*(prefix + kind for kind in attrs.fields_dict(cls)))
+
+
+@attrs.frozen
+class ScheduleEntry:
+    """One timer to write: at an epoch millisecond, or after a delay from Redis's now."""
+
+    timer_id: str
+    envelope: str
+    at_ms: int | None = None
+    delay_ms: int | None = None
+
+
+@attrs.frozen
+class ClaimedTimer:
+    """A timer this worker now holds a lease on."""
+
+    topic: str
+    timer_id: str
+    token: str
+    attempt: int
+    due_ms: int
+    envelope: bytes | str
+
+
+@attrs.frozen
+class ClaimResult:
+    """What one claim returned, with the server's clock so callers sleep for durations."""
+
+    timers: list[ClaimedTimer]
+    server_now_ms: int
+    #: Score of the earliest timer left in the topic (a due time or a lease expiry).
+    next_ms: int | None
+
+
+@attrs.frozen
+class StoredTimer:
+    """A timer as stored, for inspection."""
+
+    envelope: bytes | str
+    score_ms: int
+    server_now_ms: int
+    attempts: int
+    leased: bool
+
+
+@attrs.frozen
+class _Op:
+    kind: str
+    topic: str
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[str | int, ...]
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Batch:
+    """Operations on timers gathered for one pipelined round trip (`TimerStore.execute`)."""
+
+    def __init__(self, store: TimerStore) -> None:
+        self._store = store
+        self.ops: list[_Op] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+    def _add(self, kind: str, topic: str, script: str, keys: tuple[str, ...], args: Any) -> None:
+        self.ops.append(_Op(kind, topic, script, keys, tuple(args)))
+
+    def claim(self, topic: str, lease_ms: int, limit: int) -> None:
+        """Lease up to `limit` due timers (ClaimResult)."""
+        k = self._store.keys(topic)
+        keys = (k.due, k.body, k.lease, k.attempts, k.seq)
+        self._add("claim", topic, "claim", keys, (lease_ms, min(limit, defaults.CLAIM_BATCH_MAX)))
+
+    def ack(self, topic: str, items: Sequence[tuple[str, str]]) -> None:
+        """Remove delivered timers: (id, token) pairs (stale ids)."""
+        k = self._store.keys(topic)
+        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+            args = [part for item in chunk for part in item]
+            self._add("ack", topic, "ack", (k.due, k.body, k.lease, k.attempts), args)
+
+    def retry(self, topic: str, items: Sequence[tuple[str, str, int]]) -> None:
+        """Deliver again after a delay: (id, token, delay ms) triples (stale ids)."""
+        self._retry("retry", topic, items, uncount=False)
+
+    def release(self, topic: str, items: Sequence[tuple[str, str]]) -> None:
+        """Hand back leases of deliveries that never started: due now, attempt not counted."""
+        self._retry("release", topic, [(i, t, 0) for i, t in items], uncount=True)
+
+    def _retry(
+        self, kind: str, topic: str, items: Sequence[tuple[str, str, int]], uncount: bool
+    ) -> None:
+        k = self._store.keys(topic)
+        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+            args = [k.wake, "1" if uncount else "0", *(part for item in chunk for part in item)]
+            self._add(kind, topic, "retry", (k.due, k.lease, k.attempts), args)
+
+    def extend(self, topic: str, lease_ms: int, items: Sequence[tuple[str, str]]) -> None:
+        """Renew leases of running handlers: (id, token) pairs (ids whose lease was lost)."""
+        k = self._store.keys(topic)
+        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+            args = [lease_ms, *(part for item in chunk for part in item)]
+            self._add("extend", topic, "extend", (k.due, k.lease), args)
+
+    def bury(self, topic: str, items: Sequence[tuple[str, str, str]]) -> None:
+        """Move to dead letters: (id, token, record JSON) triples (stale ids)."""
+        k = self._store.keys(topic)
+        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+            self._add("bury", topic, "bury", keys, [part for item in chunk for part in item])
+
+
+class TimerStore:
+    """Timers of one namespace in one Redis: schedule, claim, settle, inspect."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.topics_key = f"{namespace}:topics"
+        self._keys: dict[str, TopicKeys] = {}
+        self._registered_topics: set[str] = set()
+
+    def keys(self, topic: str) -> TopicKeys:
+        """The keys of `topic` (cached: they are built on every round trip)."""
+        keys = self._keys.get(topic)
+        if keys is None:
+            keys = self._keys[topic] = TopicKeys.of(self.namespace, topic)
+        return keys
+
+    def batch(self) -> Batch:
+        return Batch(self)
+
+    def schedule(self, topic: str, entries: Sequence[ScheduleEntry]) -> tuple[bool, list[int]]:
+        """Write timers (a same id replaces); returns (a wake-up was published, due ms each)."""
+        k = self.keys(topic)
+        args: list[str | int] = [k.wake]
+        for entry in entries:
+            if entry.at_ms is not None:
+                args += [entry.timer_id, "at", entry.at_ms, entry.envelope]
+            else:
+                args += [entry.timer_id, "in", entry.delay_ms or 0, entry.envelope]
+        ops = [_Op("schedule", topic, "schedule", (k.due, k.body, k.lease, k.attempts), tuple(args))]
+        register = topic not in self._registered_topics
+        replies = self._run(ops, [("SADD", self.topics_key, topic)] if register else [])
+        if register:
+            self._registered_topics.add(topic)
+        reply = replies[0]
+        return bool(reply[0]), [int(due) for due in reply[1:]]
+
+    def cancel(self, topic: str, timer_id: str) -> bool:
+        """Remove a timer; True if it existed."""
+        k = self.keys(topic)
+        ops = [_Op("cancel", topic, "cancel", (k.due, k.body, k.lease, k.attempts), (timer_id,))]
+        return bool(self._run(ops)[0])
+
+    def inspect(self, topic: str, timer_id: str) -> StoredTimer | None:
+        """A stored timer and the server's now, read in one MULTI."""
+        k = self.keys(topic)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.time()
+        pipe.zscore(k.due, timer_id)
+        pipe.hget(k.body, timer_id)
+        pipe.hexists(k.lease, timer_id)
+        pipe.hget(k.attempts, timer_id)
+        (seconds, micros), score, envelope, leased, attempts = pipe.execute()
+        if score is None or envelope is None:
+            return None
+        return StoredTimer(
+            envelope=envelope,
+            score_ms=int(score),
+            server_now_ms=seconds * 1000 + micros // 1000,
+            attempts=int(attempts or 0),
+            leased=bool(leased),
+        )
+
+    def execute(self, batch: Batch) -> list[Any]:
+        """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle."""
+        replies = self._run(batch.ops)
+        results: list[Any] = []
+        for op, reply in zip(batch.ops, replies):
+            if op.kind == "claim":
+                results.append(_claim_result(op.topic, reply))
+            else:
+                results.append([_text(x) for x in reply])
+        return results
+
+    def _run(self, ops: Sequence[_Op], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+        """EVALSHA every op (plus plain commands) in one pipeline; load scripts on NOSCRIPT."""
+        pipe = self.client.pipeline(transaction=False)
+        for op in ops:
+            pipe.execute_command("EVALSHA", _SCRIPTS[op.script][1], len(op.keys), *op.keys, *op.args)
+        for command in extra:
+            pipe.execute_command(*command)
+        replies = pipe.execute(raise_on_error=False)
+        missing = [i for i, r in enumerate(replies[: len(ops)]) if isinstance(r, NoScriptError)]
+        if missing:
+            # A NOSCRIPT reply means that script did not run at all: run just those again.
+            self.load_scripts()
+            retry = self.client.pipeline(transaction=False)
+            for i in missing:
+                op = ops[i]
+                retry.execute_command("EVAL", _SCRIPTS[op.script][0], len(op.keys), *op.keys, *op.args)
+            for i, reply in zip(missing, retry.execute(raise_on_error=False)):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+    def load_scripts(self) -> None:
+        """Load every script into Redis's script cache (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        for source, _sha in _SCRIPTS.values():
+            pipe.execute_command("SCRIPT", "LOAD", source)
+        pipe.execute()
+
+
+def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
+    now, next_score = int(reply[0]), int(reply[1])
+    timers = [
+        ClaimedTimer(
+            topic=topic,
+            timer_id=_text(reply[i]),
+            token=_text(reply[i + 1]),
+            attempt=int(reply[i + 2]),
+            due_ms=int(float(reply[i + 3])),
+            envelope=reply[i + 4],
+        )
+        for i in range(2, len(reply), 5)
+    ]
+    return ClaimResult(timers, now, None if next_score < 0 else next_score)

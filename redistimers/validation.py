@@ -1,0 +1,148 @@
+"""Checks of everything a caller passes in, done before anything is written to Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from . import defaults
+from .errors import InvalidTimerError
+
+
+@attrs.frozen
+class DueTime:
+    """When a timer is due: at an absolute epoch time, or after a delay from Redis's now."""
+
+    at_ms: int | None = None
+    delay_ms: int | None = None
+
+
+def check_topic(topic: object) -> str:
+    """A topic is a non-empty string without braces (they delimit the key's hash tag)."""
+    if not isinstance(topic, str):
+        raise InvalidTimerError(f"topic must be a str, got {type(topic).__name__}")
+    if not topic:
+        raise InvalidTimerError("topic must not be empty")
+    if "{" in topic or "}" in topic:
+        raise InvalidTimerError(f"topic {topic!r} must not contain '{{' or '}}'")
+    if len(topic) > defaults.MAX_TOPIC_LENGTH:
+        raise InvalidTimerError(
+            f"topic {topic[:40]!r}... is {len(topic)} characters long; "
+            f"the limit is {defaults.MAX_TOPIC_LENGTH}"
+        )
+    if not topic.isprintable():
+        raise InvalidTimerError(f"topic {topic!r} must not contain control characters")
+    return topic
+
+
+def check_namespace(namespace: object) -> str:
+    """A namespace is a non-empty string without braces, prefixing every key."""
+    if not isinstance(namespace, str) or not namespace:
+        raise InvalidTimerError(f"namespace must be a non-empty str, got {namespace!r}")
+    if "{" in namespace or "}" in namespace:
+        raise InvalidTimerError(f"namespace {namespace!r} must not contain '{{' or '}}'")
+    return namespace
+
+
+def check_timer_id(timer_id: object) -> str:
+    """A timer id is a non-empty string of at most MAX_TIMER_ID_LENGTH characters."""
+    if not isinstance(timer_id, str):
+        raise InvalidTimerError(f"timer_id must be a str, got {type(timer_id).__name__}")
+    if not timer_id:
+        raise InvalidTimerError("timer_id must not be empty")
+    if len(timer_id) > defaults.MAX_TIMER_ID_LENGTH:
+        raise InvalidTimerError(
+            f"timer_id is {len(timer_id)} characters long; "
+            f"the limit is {defaults.MAX_TIMER_ID_LENGTH}"
+        )
+    return timer_id
+
+
+def new_timer_id() -> str:
+    """A random id: 128 bits, 22 URL-safe characters."""
+    return secrets.token_urlsafe(16)
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """Headers are a mapping of str to str."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise InvalidTimerError(
+            f"headers must be a mapping of str to str, got {type(headers).__name__}"
+        )
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidTimerError(
+                f"headers must map str to str; {key!r}: {value!r} is "
+                f"{type(key).__name__} -> {type(value).__name__}"
+            )
+    return dict(headers)
+
+
+def check_correlation_id(correlation_id: object) -> str | None:
+    """A correlation id is a str or None."""
+    if correlation_id is None or isinstance(correlation_id, str):
+        return correlation_id
+    raise InvalidTimerError(
+        f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
+    )
+
+
+def seconds_of(value: object, name: str) -> float:
+    """A duration given as a timedelta or a number of seconds, as finite seconds."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidTimerError(
+            f"{name} must be a datetime.timedelta or a number of seconds, "
+            f"got {type(value).__name__}"
+        )
+    if not math.isfinite(seconds):
+        raise InvalidTimerError(f"{name} must be finite, got {value!r}")
+    return seconds
+
+
+def check_due(activate_in: Any, activate_at: Any) -> DueTime:
+    """Exactly one of activate_in (>= 0) and activate_at (timezone-aware) gives the due time.
+
+    Times are rounded up to the millisecond, so a timer never fires before it was asked to.
+    """
+    if (activate_in is None) == (activate_at is None):
+        raise InvalidTimerError(
+            "give exactly one of activate_in (a timedelta) or activate_at (an aware datetime)"
+        )
+    if activate_at is not None:
+        if not isinstance(activate_at, dt.datetime):
+            raise InvalidTimerError(
+                f"activate_at must be a datetime.datetime, got {type(activate_at).__name__}"
+            )
+        if activate_at.tzinfo is None or activate_at.utcoffset() is None:
+            raise InvalidTimerError(
+                f"activate_at must be timezone-aware (naive datetime {activate_at.isoformat()} "
+                "is ambiguous); use e.g. datetime.now(timezone.utc) or attach a tzinfo"
+            )
+        return DueTime(at_ms=epoch_ms_ceil(activate_at))
+    seconds = seconds_of(activate_in, "activate_in")
+    if seconds < 0:
+        raise InvalidTimerError(f"activate_in must not be negative, got {activate_in!r}")
+    return DueTime(delay_ms=math.ceil(round(seconds * 1000, 6)))
+
+
+def epoch_ms_ceil(moment: dt.datetime) -> int:
+    """Milliseconds since the epoch, rounded up."""
+    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return -(-micros // 1000)
+
+
+def datetime_of_ms(epoch_ms: float) -> dt.datetime:
+    """The aware UTC datetime of milliseconds since the epoch."""
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=epoch_ms)

@@ -1,0 +1,87 @@
+"""The wake-up listener: pub/sub messages that say a topic has a new earliest timer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+
+from . import defaults
+
+log = logging.getLogger("redistimers.wakeup")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class WakeListener:
+    """A thread subscribed to the wake channels of the topics this process handles.
+
+    It calls `on_wake(topic)` for each wake-up message, and `on_wake(None)` ("look at every
+    topic") each time its subscription becomes active, since messages published while it
+    was not subscribed are lost.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        channels: Mapping[str, str],
+        on_wake: Callable[[str | None], None],
+    ) -> None:
+        self._client = client
+        self._topic_of = dict(channels)  # channel -> topic
+        self._on_wake = on_wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redistimers-wakeup", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        pubsub: Any = None
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._client.pubsub()
+                    pubsub.subscribe(*self._topic_of)
+                message = pubsub.get_message(timeout=defaults.LISTENER_POLL_INTERVAL)
+                if message is None:
+                    continue
+                if message["type"] == "message":
+                    self._on_wake(self._topic_of.get(_text(message["channel"])))
+                elif message["type"] == "subscribe":
+                    # Also seen when redis-py reconnects and subscribes again by itself.
+                    if failures:
+                        log.info("wake-up listener subscribed again")
+                    failures = 0
+                    self._on_wake(None)
+            except Exception as exc:
+                if failures == 0:
+                    log.warning("wake-up listener lost its Redis connection: %s", exc)
+                failures += 1
+                pubsub = self._close(pubsub)
+                self._stop.wait(min(defaults.REDIS_BACKOFF_MAX, 0.1 * 2 ** min(failures, 6)))
+        self._close(pubsub)
+
+    @staticmethod
+    def _close(pubsub: Any) -> None:
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception as exc:  # closing a broken connection may fail; nothing to do
+                log.debug("closing the pub/sub connection failed: %s", exc)
+        return None
