@@ -1,0 +1,51 @@
+"""Fixtures: one real redis-server per test session, flushed before every test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from redistimers import Router, TimerScheduler
+from redistimers.testing import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+SchedulerFactory = Callable[..., TimerScheduler]
+
+
+@pytest.fixture
+def make_scheduler(redis_client: redis.Redis, redis_url: str) -> Iterator[SchedulerFactory]:
+    """Build schedulers on the session's Redis; every one is stopped after the test."""
+    made: list[TimerScheduler] = []
+
+    def make(*routers: Router, **options: Any) -> TimerScheduler:
+        scheduler = TimerScheduler.from_url(redis_url, routers=list(routers), **options)
+        made.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        scheduler.stop(timeout=5)
