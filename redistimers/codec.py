@@ -56,10 +56,11 @@ def _describe(exc: Exception) -> str:
 def unstructure_payload(topic: str, payload: Any, payload_type: Any | None) -> Any:
     """The JSON form of a payload, checked against the topic's type when it is known."""
     if payload_type is not None:
-        if isinstance(payload_type, type):
-            if not isinstance(payload, payload_type) and not (
-                payload_type is float and isinstance(payload, int) and not isinstance(payload, bool)
-            ):
+        if (
+            isinstance(payload_type, type)
+            and not isinstance(payload, payload_type)
+            and not (payload_type is float and type(payload) is int)
+        ):
                 raise PayloadTypeError(
                     f"payload for topic {topic!r} must be {type_name(payload_type)}, "
                     f"got {type(payload).__name__}"

@@ -139,7 +139,7 @@ def settle(batch: Batch, outcomes: list[tuple[ClaimedTimer, Outcome]]) -> None:
     """Add the Redis operations that carry out `outcomes` to `batch`, grouped per topic."""
     groups: dict[tuple[str, str], list[tuple[ClaimedTimer, Outcome]]] = {}
     for timer, outcome in outcomes:
-        kind = "ack" if outcome.kind == "reject" else outcome.kind
+        kind: str = "ack" if outcome.kind == "reject" else outcome.kind
         groups.setdefault((timer.topic, kind), []).append((timer, outcome))
     for (topic, kind), items in groups.items():
         if kind == "ack":

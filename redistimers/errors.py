@@ -20,7 +20,7 @@ class InvalidTimerError(RedisTimersError, ValueError):
 
 
 class PayloadTypeError(RedisTimersError, TypeError):
-    """A payload does not match its topic's type or cannot be stored as JSON; nothing was written."""
+    """A payload does not fit its topic's type or cannot be stored as JSON; nothing was written."""
 
 
 class RedisUnavailableError(RedisTimersError, redis.exceptions.ConnectionError):
@@ -31,7 +31,7 @@ class SchedulerStateError(RedisTimersError, RuntimeError):
     """An operation that does not fit the scheduler's state (say, run_pending while it runs)."""
 
 
-class RetryTimer(Exception):  # noqa: N818 - a control-flow signal, named for what it asks
+class RetryTimer(Exception):
     """Raise from a handler to have the timer delivered again after `delay`."""
 
     def __init__(self, delay: float | dt.timedelta = 0.0) -> None:
@@ -42,5 +42,5 @@ class RetryTimer(Exception):  # noqa: N818 - a control-flow signal, named for wh
         self.delay = seconds
 
 
-class RejectTimer(Exception):  # noqa: N818 - a control-flow signal, named for what it asks
+class RejectTimer(Exception):
     """Raise from a handler to remove the timer for good, without retrying it."""

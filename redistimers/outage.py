@@ -90,6 +90,9 @@ class OutageTracker:
                 if exc is not None:
                     self.failed(exc)
 
+        def wait(seconds: float) -> None:
+            sleep(seconds)
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
             wait=tenacity.wait_random_exponential(
@@ -98,7 +101,7 @@ class OutageTracker:
                 max=defaults.REDIS_BACKOFF_MAX,
             ),
             stop=lambda _state: give_up(),
-            sleep=sleep,
+            sleep=wait,
             before_sleep=before_sleep,
             reraise=True,
         )

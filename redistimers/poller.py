@@ -266,7 +266,7 @@ class Poller:
 
     def _apply(self, batch: Batch, results: list[Any], claimed_topics: list[str]) -> None:
         now = time.monotonic()
-        for op, result in zip(batch.ops, results):
+        for op, result in zip(batch.ops, results, strict=True):
             if op.kind == "claim":
                 self._claimed(op.topic, result, now)
             elif result and op.kind == "extend":

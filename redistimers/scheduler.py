@@ -104,7 +104,9 @@ class TimerScheduler:
         `retry` and `max_poll_interval` go to the scheduler; other keyword arguments go
         to `redis.Redis.from_url`.
         """
-        scheduler_options = {k: options.pop(k) for k in ("retry", "max_poll_interval") if k in options}
+        scheduler_options = {
+            key: options.pop(key) for key in ("retry", "max_poll_interval") if key in options
+        }
         client_options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
             "health_check_interval": 30,
@@ -296,8 +298,8 @@ class TimerScheduler:
                 pass
         finally:
             self.stop(timeout[0])
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for handled, handler in previous.items():
+                signal.signal(handled, handler)
 
     def run_pending(self) -> int:
         """Deliver every timer due now, one at a time in this thread; return how many ran.

@@ -200,7 +200,8 @@ class TimerStore:
                 args += [entry.timer_id, "at", entry.at_ms, entry.envelope]
             else:
                 args += [entry.timer_id, "in", entry.delay_ms or 0, entry.envelope]
-        ops = [_Op("schedule", topic, "schedule", (k.due, k.body, k.lease, k.attempts), tuple(args))]
+        keys = (k.due, k.body, k.lease, k.attempts)
+        ops = [_Op("schedule", topic, "schedule", keys, tuple(args))]
         register = topic not in self._registered_topics
         replies = self._run(ops, [("SADD", self.topics_key, topic)] if register else [])
         if register:
@@ -238,7 +239,7 @@ class TimerStore:
         """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle."""
         replies = self._run(batch.ops)
         results: list[Any] = []
-        for op, reply in zip(batch.ops, replies):
+        for op, reply in zip(batch.ops, replies, strict=True):
             if op.kind == "claim":
                 results.append(_claim_result(op.topic, reply))
             else:
@@ -247,9 +248,10 @@ class TimerStore:
 
     def _run(self, ops: Sequence[_Op], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
         """EVALSHA every op (plus plain commands) in one pipeline; load scripts on NOSCRIPT."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe: Any = self.client.pipeline(transaction=False)
         for op in ops:
-            pipe.execute_command("EVALSHA", _SCRIPTS[op.script][1], len(op.keys), *op.keys, *op.args)
+            sha = _SCRIPTS[op.script][1]
+            pipe.execute_command("EVALSHA", sha, len(op.keys), *op.keys, *op.args)
         for command in extra:
             pipe.execute_command(*command)
         replies = pipe.execute(raise_on_error=False)
@@ -257,11 +259,12 @@ class TimerStore:
         if missing:
             # A NOSCRIPT reply means that script did not run at all: run just those again.
             self.load_scripts()
-            retry = self.client.pipeline(transaction=False)
+            retry: Any = self.client.pipeline(transaction=False)
             for i in missing:
                 op = ops[i]
-                retry.execute_command("EVAL", _SCRIPTS[op.script][0], len(op.keys), *op.keys, *op.args)
-            for i, reply in zip(missing, retry.execute(raise_on_error=False)):
+                source = _SCRIPTS[op.script][0]
+                retry.execute_command("EVAL", source, len(op.keys), *op.keys, *op.args)
+            for i, reply in zip(missing, retry.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
@@ -270,7 +273,7 @@ class TimerStore:
 
     def load_scripts(self) -> None:
         """Load every script into Redis's script cache (one round trip)."""
-        pipe = self.client.pipeline(transaction=False)
+        pipe: Any = self.client.pipeline(transaction=False)
         for source, _sha in _SCRIPTS.values():
             pipe.execute_command("SCRIPT", "LOAD", source)
         pipe.execute()

@@ -113,7 +113,7 @@ class RedisServer:
 
     def client(self, **options: object) -> redis.Redis:
         """A redis-py client of this server."""
-        return redis.Redis.from_url(self.url, **options)  # type: ignore[arg-type]
+        return redis.Redis.from_url(self.url, **options)
 
     def start(self) -> str:
         """Start the server and wait until it answers PING; returns its URL."""
@@ -148,10 +148,10 @@ class RedisServer:
         try:
             while True:
                 if process.poll() is not None:
-                    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                    stderr = process.stderr.read() if process.stderr else b""
                     raise RedisServerError(
                         f"redis-server exited with code {process.returncode} while starting: "
-                        f"{stderr.strip()} {self.log_tail()}".strip()
+                        f"{stderr.decode(errors='replace').strip()} {self.log_tail()}".strip()
                     )
                 try:
                     if probe.ping():

@@ -56,7 +56,7 @@ class WakeListener:
         while not self._stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._client.pubsub()
+                    pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
                     pubsub.subscribe(*self._topic_of)
                 message = pubsub.get_message(timeout=defaults.LISTENER_POLL_INTERVAL)
                 if message is None:
@@ -73,7 +73,8 @@ class WakeListener:
                 if failures == 0:
                     log.warning("wake-up listener lost its Redis connection: %s", exc)
                 failures += 1
-                pubsub = self._close(pubsub)
+                self._close(pubsub)
+                pubsub = None
                 self._stop.wait(min(defaults.REDIS_BACKOFF_MAX, 0.1 * 2 ** min(failures, 6)))
         self._close(pubsub)
 
@@ -84,4 +85,3 @@ class WakeListener:
                 pubsub.close()
             except Exception as exc:  # closing a broken connection may fail; nothing to do
                 log.debug("closing the pub/sub connection failed: %s", exc)
-        return None
