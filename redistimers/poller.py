@@ -89,7 +89,9 @@ class Poller:
         )
         self._thread = threading.Thread(target=self._run, name="redistimers-poller", daemon=True)
         channels = {store.keys(topic).wake: topic for topic in specs}
-        self._listener = WakeListener(store.client, channels, self.wake) if specs else None
+        self._listener = (
+            WakeListener(store.client, channels, self.wake, tracker) if specs else None
+        )
 
     # -- control, from any thread ---------------------------------------------------------
 
@@ -110,14 +112,16 @@ class Poller:
         deadline = time.monotonic() + max(0.0, timeout)
         self._stopping.set()
         self._wake.set()
+        if self._listener is not None:
+            self._listener.signal_stop()  # no more claims, so no more use for wake-ups
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._abort.set()
             self._wake.set()
-            self._thread.join(1.0)
+            self._thread.join(0.1)
         drained = not self._thread.is_alive() and not self._running
         if self._listener is not None:
-            self._listener.stop(max(0.0, deadline - time.monotonic()) + 1.0)
+            self._listener.join(max(0.05, deadline - time.monotonic()))
         self._executor.shutdown(wait=drained)
         if not drained:
             log.warning(
@@ -206,29 +210,28 @@ class Poller:
         settle(batch, outcomes)
         self._add_renewals(batch, now)
         stopping = self._stopping.is_set()
-        claimed_topics = [] if stopping else self._add_claims(batch, now)
+        if not stopping:
+            self._add_claims(batch, now)
         if batch:
             results = self._send(batch)
-            if results is None:
+            if results is not None:
+                self._apply(batch, results)
+            elif self._abort.is_set():
                 return False
-            self._apply(batch, results, claimed_topics)
         if stopping and not self._running and not self._completed:
             return False
         self._sleep()
         return True
 
-    def _add_claims(self, batch: Batch, now: float) -> list[str]:
+    def _add_claims(self, batch: Batch, now: float) -> None:
         while self._woken:
             topic = self._woken.popleft()
             for name, state in self._topics.items():
                 if topic is None or name == topic:
                     state.next_claim_at = 0.0
-        claimed = []
         for topic, state in self._topics.items():
             if state.free > 0 and state.next_claim_at <= now:
                 batch.claim(topic, state.spec.lease_ms, state.free)
-                claimed.append(topic)
-        return claimed
 
     def _add_renewals(self, batch: Batch, now: float) -> None:
         if now < self._next_renewal:
@@ -249,14 +252,18 @@ class Poller:
 
     def _send(self, batch: Batch) -> list[Any] | None:
         was_healthy = self._tracker.healthy
+        # Outcomes are worth waiting for Redis until stop()'s deadline (otherwise their
+        # timers are delivered again after their leases expire); claims and renewals are
+        # of no use once stopping.
+        give_up_on = self._abort if batch.settles else self._stopping
         try:
             results = self._tracker.call(
                 lambda: self._store.execute(batch),
-                give_up=self._abort.is_set,
-                sleep=self._abort.wait,
+                give_up=give_up_on.is_set,
+                sleep=give_up_on.wait,
             )
         except Exception as exc:
-            if self._abort.is_set():
+            if give_up_on.is_set():
                 log.error("gave up on Redis while stopping: %s", exc)
                 return None
             raise
@@ -264,7 +271,7 @@ class Poller:
             self.wake(_ALL_TOPICS)  # wake-ups published during the outage were lost
         return results
 
-    def _apply(self, batch: Batch, results: list[Any], claimed_topics: list[str]) -> None:
+    def _apply(self, batch: Batch, results: list[Any]) -> None:
         now = time.monotonic()
         for op, result in zip(batch.ops, results, strict=True):
             if op.kind == "claim":

@@ -124,6 +124,11 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.ops)
 
+    @property
+    def settles(self) -> bool:
+        """True when the batch carries outcomes of deliveries (not just claims/renewals)."""
+        return any(op.kind not in ("claim", "extend") for op in self.ops)
+
     def _add(self, kind: str, topic: str, script: str, keys: tuple[str, ...], args: Any) -> None:
         self.ops.append(_Op(kind, topic, script, keys, tuple(args)))
 

@@ -96,6 +96,9 @@ class RedisServer:
         self.startup_timeout = startup_timeout
         self.directory = Path(tempfile.mkdtemp(prefix="redistimers-redis-"))
         self.port = 0 if unix_socket else (port or _free_port())
+        # A port we picked may be taken by someone else before redis-server binds it; until
+        # the first start succeeds we may pick another. Afterwards the address is fixed.
+        self._may_pick_port = port is None and not unix_socket
         self.socket_path = self.directory / "redis.sock" if unix_socket else None
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[..., RedisServer] | None = None
@@ -119,6 +122,21 @@ class RedisServer:
         """Start the server and wait until it answers PING; returns its URL."""
         if self.running:
             raise ConfigurationError("this redis-server is already running")
+        for attempt in range(5):
+            try:
+                self._start_once()
+            except RedisServerError as exc:
+                if not (self._may_pick_port and "Address already in use" in str(exc)) or (
+                    attempt == 4
+                ):
+                    raise
+                self.port = _free_port()
+            else:
+                self._may_pick_port = False
+                return self.url
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> None:
         args = [
             self.executable,
             "--port", str(self.port),
@@ -139,12 +157,18 @@ class RedisServer:
         )
         self._process = process
         self._finalizer = weakref.finalize(self, _terminate, process)
-        self._wait_until_ready(process)
-        return self.url
+        try:
+            self._wait_until_ready(process)
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_until_ready(self, process: subprocess.Popen[bytes]) -> None:
+        """Wait until *our* process answers PING (another server may answer on a port
+        that was taken after we picked it: its process id tells them apart).
+        """
         deadline = time.monotonic() + self.startup_timeout
-        probe = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=1.0)
+        probe = redis.Redis.from_url(self.url, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
             while True:
                 if process.poll() is not None:
@@ -154,12 +178,10 @@ class RedisServer:
                         f"{stderr.decode(errors='replace').strip()} {self.log_tail()}".strip()
                     )
                 try:
-                    if probe.ping():
+                    if int(probe.info("server")["process_id"]) == process.pid:
                         return
-                except redis.exceptions.BusyLoadingError:
-                    pass
-                except redis.exceptions.ConnectionError:
-                    pass
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    pass  # not listening yet (BusyLoadingError is a ConnectionError too)
                 if time.monotonic() > deadline:
                     _terminate(process)
                     raise RedisServerError(

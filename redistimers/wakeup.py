@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from . import defaults
+from .outage import OutageTracker
 
 log = logging.getLogger("redistimers.wakeup")
 
@@ -23,7 +24,8 @@ class WakeListener:
 
     It calls `on_wake(topic)` for each wake-up message, and `on_wake(None)` ("look at every
     topic") each time its subscription becomes active, since messages published while it
-    was not subscribed are lost.
+    was not subscribed are lost. A lost connection is reported to `tracker`, so that an
+    idle scheduler knows of an outage as soon as a busy one.
     """
 
     def __init__(
@@ -31,8 +33,10 @@ class WakeListener:
         client: redis.Redis,
         channels: Mapping[str, str],
         on_wake: Callable[[str | None], None],
+        tracker: OutageTracker,
     ) -> None:
         self._client = client
+        self._tracker = tracker
         self._topic_of = dict(channels)  # channel -> topic
         self._on_wake = on_wake
         self._stop = threading.Event()
@@ -41,8 +45,11 @@ class WakeListener:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float) -> None:
+    def signal_stop(self) -> None:
+        """Ask the thread to end; `join` waits for it."""
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -66,12 +73,11 @@ class WakeListener:
                 elif message["type"] == "subscribe":
                     # Also seen when redis-py reconnects and subscribes again by itself.
                     if failures:
-                        log.info("wake-up listener subscribed again")
+                        self._tracker.succeeded()
                     failures = 0
                     self._on_wake(None)
             except Exception as exc:
-                if failures == 0:
-                    log.warning("wake-up listener lost its Redis connection: %s", exc)
+                self._tracker.failed(exc)
                 failures += 1
                 self._close(pubsub)
                 pubsub = None

@@ -1,0 +1,392 @@
+"""Several OS processes, crashes and Redis outages, against real redis-server processes.
+
+Workers are `tests/_worker_timers.py` run with `sys.executable`; they report through
+Redis lists outside the redistimers namespace (see that script's docstring).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from redistimers import Delivery, Router, TimerScheduler
+from redistimers.testing import RedisServer
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "_worker_timers.py"
+
+#: Deadlines for things that involve other processes on a busy two-core machine.
+PROCESS_DEADLINE = 30.0
+
+SchedulerFactory = Callable[..., TimerScheduler]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _list(client: redis.Redis, key: str) -> list[str]:
+    return [_text(item) for item in client.lrange(key, 0, -1)]
+
+
+def _library_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("redistimers")}
+
+
+class Workers:
+    """Worker subprocesses of one test; every one is killed at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self._tmp_path = tmp_path
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, Path] = {}
+
+    def spawn(self, url: str, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log_path = self._tmp_path / f"{name}.log"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, str(WORKER), url, "--name", name, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=str(REPO),
+                env=env,
+            )
+        self.processes[name] = process
+        self._logs[name] = log_path
+        return process
+
+    def log(self, name: str) -> str:
+        return self._logs[name].read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self._logs)
+
+    def wait_ready(self, client: redis.Redis, names: list[str], key: str = "test:ready") -> None:
+        def ready() -> bool:
+            for name, process in self.processes.items():
+                if name in names and process.poll() is not None:
+                    raise AssertionError(
+                        f"worker {name} exited with {process.returncode}:\n{self.log(name)}"
+                    )
+            return set(names) <= set(_list(client, key))
+
+        wait_for(ready, PROCESS_DEADLINE, interval=0.02)
+
+    def kill_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.kill_all()
+
+
+# -- two processes share the work -----------------------------------------------------------
+
+
+def test_two_worker_processes_deliver_2000_timers_exactly_once_between_them(
+    redis_client: redis.Redis, redis_url: str, workers: Workers
+) -> None:
+    namespace, topic, total = "proc", "jobs", 2000
+    for name in ("w1", "w2"):
+        workers.spawn(
+            redis_url,
+            name,
+            "--topic",
+            topic,
+            "--mode",
+            "record",
+            "--namespace",
+            namespace,
+            "--lease-ttl",
+            "1",
+        )
+    workers.wait_ready(redis_client, ["w1", "w2"])
+
+    scheduler = TimerScheduler.from_url(redis_url, namespace=namespace)  # schedules only
+    expected = {f"t{i:04d}" for i in range(total)}
+    for i, timer_id in enumerate(sorted(expected)):
+        scheduler.set_timer(topic, {"n": i}, activate_in=(i % 1000) / 1000, timer_id=timer_id)
+
+    def all_recorded() -> bool:
+        for name, process in workers.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"worker {name} died:\n{workers.log(name)}")
+        return redis_client.llen("test:delivered") >= total
+
+    try:
+        wait_for(all_recorded, PROCESS_DEADLINE, interval=0.05)
+        # Every timer acked (none left in its topic), then a while longer for a late
+        # duplicate from a handler that might still have been running.
+        due_key = f"{namespace}:{{{topic}}}:due"
+        wait_for(lambda: redis_client.zcard(due_key) == 0, PROCESS_DEADLINE, interval=0.05)
+        time.sleep(1.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{workers.logs()}") from exc
+
+    records = [line.split() for line in _list(redis_client, "test:delivered")]
+    delivered = collections.Counter(timer_id for _name, timer_id, _attempt in records)
+    duplicates = {timer_id: n for timer_id, n in delivered.items() if n > 1}
+    assert duplicates == {}
+    assert set(delivered) == expected
+    assert len(records) == total
+    by_worker = collections.Counter(name for name, _timer_id, _attempt in records)
+    assert by_worker["w1"] > 0
+    assert by_worker["w2"] > 0
+    assert {attempt for _name, _timer_id, attempt in records} == {"1"}
+
+
+# -- a worker killed mid-handler -----------------------------------------------------------
+
+
+def test_timer_of_a_worker_killed_mid_handler_is_delivered_again_as_attempt_2(
+    redis_client: redis.Redis,
+    redis_url: str,
+    workers: Workers,
+    make_scheduler: SchedulerFactory,
+) -> None:
+    topic = "crashy"
+    process = workers.spawn(
+        redis_url, "doomed", "--topic", topic, "--mode", "hang", "--lease-ttl", "1"
+    )
+    scheduler = make_scheduler()
+    scheduler.set_timer(topic, {"job": 1}, activate_in=0, timer_id="job-1")
+
+    def started() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{workers.log('doomed')}")
+        return redis_client.llen("test:started") > 0
+
+    wait_for(started, PROCESS_DEADLINE, interval=0.02)
+    assert _list(redis_client, "test:started") == ["doomed job-1 1"]
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    killed_at = time.monotonic()
+
+    deliveries: list[Delivery] = []
+    delivered = threading.Event()
+    router = Router()
+
+    @router.handler(topic, lease_ttl=1)
+    def handle(payload: dict[str, int], delivery: Delivery) -> None:
+        deliveries.append(delivery)
+        delivered.set()
+
+    survivor = make_scheduler(router)
+    survivor.start()
+    assert delivered.wait(PROCESS_DEADLINE), "the killed worker's timer never came back"
+    # The dead worker renewed a 1 s lease while it ran: the timer is back within about
+    # that long after the kill, not after some much longer timeout.
+    assert time.monotonic() - killed_at < 10
+    wait_for(lambda: survivor.get_timer(topic, "job-1") is None, PROCESS_DEADLINE)
+    assert [(d.timer_id, d.attempt) for d in deliveries] == [("job-1", 2)]
+
+
+# -- lease renewal -------------------------------------------------------------------------
+
+
+def test_handler_running_three_times_its_lease_ttl_is_delivered_once_despite_a_ready_rival(
+    redis_client: redis.Redis, make_scheduler: SchedulerFactory
+) -> None:
+    topic = "long"
+    deliveries: list[tuple[str, int]] = []
+    started = threading.Event()
+    finished = threading.Event()
+    release = threading.Event()  # only set at teardown, so a stuck handler still ends
+
+    def make_router(name: str, run_for: float) -> Router:
+        router = Router()
+
+        @router.handler(topic, lease_ttl=1)
+        def handle(payload: object, delivery: Delivery) -> None:
+            deliveries.append((name, delivery.attempt))
+            started.set()
+            release.wait(run_for)
+            if name == "first":
+                finished.set()
+
+        return router
+
+    first = make_scheduler(make_router("first", 3.0))
+    rival = make_scheduler(make_router("rival", 0.0))
+    try:
+        first.start()
+        first.set_timer(topic, "payload", activate_in=0, timer_id="long-1")
+        assert started.wait(PROCESS_DEADLINE)
+        rival.start()  # ready to take the timer the moment its lease runs out
+        info = None
+        for _ in range(2):  # well past the 1 s lease, twice
+            time.sleep(0.75)
+            info = first.get_timer(topic, "long-1")
+            assert info is not None
+            assert info.leased
+            assert info.attempts == 1
+        assert finished.wait(PROCESS_DEADLINE)
+        wait_for(lambda: first.get_timer(topic, "long-1") is None, PROCESS_DEADLINE)
+    finally:
+        release.set()
+    assert deliveries == [("first", 1)]
+
+
+# -- Redis outages -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[Callable[..., RedisServer]]:
+    """Dedicated redis-servers (not the session's), closed at teardown."""
+    servers: list[RedisServer] = []
+
+    def make(**options: object) -> RedisServer:
+        server = RedisServer(**options)  # type: ignore[arg-type]
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def test_scheduler_rides_out_redis_stop_and_restart_and_delivers_everything(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    server = own_server(appendonly=True)
+    delivered: list[str] = []
+    lock = threading.Lock()
+    router = Router()
+
+    @router.handler("outage")
+    def handle(payload: int, delivery: Delivery) -> None:
+        with lock:
+            delivered.append(delivery.timer_id)
+
+    def delivered_ids() -> set[str]:
+        with lock:
+            return set(delivered)
+
+    scheduler = TimerScheduler.from_url(server.url, routers=[router])
+    try:
+        before = {
+            scheduler.set_timer("outage", i, activate_in=2.0, timer_id=f"before-{i}")
+            for i in range(20)
+        }
+        threads_before = _library_threads()
+        scheduler.start()
+        scheduler_threads = _library_threads() - threads_before
+        assert {t.name for t in scheduler_threads} >= {"redistimers-poller", "redistimers-wakeup"}
+        assert scheduler.healthy
+
+        server.stop()
+        wait_for(lambda: not scheduler.healthy, 20)
+        time.sleep(0.5)  # still down for a while: nothing dies, nothing gives up
+        assert not scheduler.healthy
+        assert scheduler.running
+        assert all(t.is_alive() for t in scheduler_threads)
+        assert delivered_ids() == set()
+
+        server.start()
+        wait_for(lambda: delivered_ids() >= before, PROCESS_DEADLINE)
+        after = scheduler.set_timer("outage", 99, activate_in=0, timer_id="after-restart")
+        wait_for(lambda: after in delivered_ids(), PROCESS_DEADLINE)
+        wait_for(lambda: scheduler.healthy, 10)
+        assert delivered_ids() == before | {after}
+        assert all(t.is_alive() for t in scheduler_threads)
+    finally:
+        scheduler.stop(5)
+
+
+def test_stop_returns_within_its_timeout_and_leaves_no_thread_when_redis_is_down(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    server = own_server()
+    router = Router()
+
+    @router.handler("idle")
+    def handle(payload: object) -> None:
+        raise AssertionError("nothing is scheduled")
+
+    threads_before = _library_threads()
+    scheduler = TimerScheduler.from_url(server.url, routers=[router], max_poll_interval=0.2)
+    try:
+        scheduler.start()
+        assert _library_threads() - threads_before
+        server.kill()
+        wait_for(lambda: not scheduler.healthy, 20)  # the poller retries against a dead Redis
+
+        timeout = 2.0
+        began = time.monotonic()
+        drained = scheduler.stop(timeout)
+        elapsed = time.monotonic() - began
+    finally:
+        scheduler.stop(1)  # a no-op once stopped
+
+    assert elapsed < timeout + 0.5
+    assert drained is True  # no handler was running
+    assert not scheduler.running
+    assert {t.name for t in _library_threads() - threads_before if t.is_alive()} == set()
+
+
+def test_stop_with_a_handler_running_while_redis_is_down_returns_in_time_then_threads_end(
+    own_server: Callable[..., RedisServer],
+) -> None:
+    server = own_server()
+    started = threading.Event()
+    release = threading.Event()
+    router = Router()
+
+    @router.handler("busy", lease_ttl=1)
+    def handle(payload: object) -> None:
+        started.set()
+        release.wait(30)
+
+    threads_before = _library_threads()
+    scheduler = TimerScheduler.from_url(server.url, routers=[router], max_poll_interval=0.2)
+    try:
+        scheduler.start()
+        scheduler.set_timer("busy", "x", activate_in=0)
+        assert started.wait(20)
+        server.kill()
+        # Lease renewal (every 1/3 s) fails against the dead Redis.
+        wait_for(lambda: not scheduler.healthy, 20)
+
+        timeout = 1.0
+        began = time.monotonic()
+        drained = scheduler.stop(timeout)
+        elapsed = time.monotonic() - began
+        assert elapsed < timeout + 0.5
+        assert drained is False  # the handler is still running
+    finally:
+        release.set()
+    # Once the handler returns, its late outcome cannot reach Redis; that is logged, and
+    # every thread of the scheduler ends.
+    wait_for(lambda: not (_library_threads() - threads_before), 10)
