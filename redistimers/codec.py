@@ -53,31 +53,42 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _wrong_class(payload: Any, payload_type: Any) -> bool:
+    """True when a plain class is asked for and the payload is not one (an int may stand
+    for a float, a bool for neither). Generic aliases are checked by the round trip."""
+    if not isinstance(payload_type, type):
+        return False
+    if isinstance(payload, bool) and payload_type in (int, float):
+        return True
+    if payload_type is float and type(payload) is int:
+        return False
+    return not isinstance(payload, payload_type)
+
+
 def unstructure_payload(topic: str, payload: Any, payload_type: Any | None) -> Any:
-    """The JSON form of a payload, checked against the topic's type when it is known."""
-    if payload_type is not None:
-        if (
-            isinstance(payload_type, type)
-            and not isinstance(payload, payload_type)
-            and not (payload_type is float and type(payload) is int)
-        ):
-                raise PayloadTypeError(
-                    f"payload for topic {topic!r} must be {type_name(payload_type)}, "
-                    f"got {type(payload).__name__}"
-                )
+    """The JSON form of a payload. With the topic's type known, it must be that type and
+    must structure back into it, as a worker will do; else PayloadTypeError."""
+    if payload_type is not None and _wrong_class(payload, payload_type):
+        raise PayloadTypeError(
+            f"payload for topic {topic!r} must be {type_name(payload_type)}, "
+            f"got {type(payload).__name__}"
+        )
+    if payload_type is None:
         try:
-            raw = converter.unstructure(payload, unstructure_as=payload_type)
-            if not isinstance(payload_type, type):
-                # Generic aliases (list[X], dict[str, X], unions) cannot be isinstance-checked:
-                # the payload matches when its JSON form structures back into the type.
-                converter.structure(raw, payload_type)
+            return converter.unstructure(payload)
         except Exception as exc:
             raise PayloadTypeError(
-                f"payload for topic {topic!r} does not match {type_name(payload_type)}: "
-                f"{_describe(exc)}"
+                f"payload for topic {topic!r} ({type(payload).__name__}) cannot be stored as "
+                f"JSON: {_describe(exc)}"
             ) from exc
-    else:
-        raw = converter.unstructure(payload)
+    try:
+        raw = converter.unstructure(payload, unstructure_as=payload_type)
+        converter.structure(raw, payload_type)
+    except Exception as exc:
+        raise PayloadTypeError(
+            f"payload for topic {topic!r} does not match {type_name(payload_type)}: "
+            f"{_describe(exc)}"
+        ) from exc
     return raw
 
 
@@ -101,7 +112,7 @@ def encode_envelope(
     body["t"] = created_ms
     try:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadTypeError(
             f"payload for topic {topic!r} ({type(payload).__name__}) cannot be stored as JSON: "
             f"{exc}"

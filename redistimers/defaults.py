@@ -29,8 +29,10 @@ MAX_POLL_INTERVAL = 10.0
 #: call short so Redis stays responsive to other clients.
 CLAIM_BATCH_MAX = 1000
 
-#: Most timers settled (acked, retried, renewed) by one script call, for the same reason.
+#: Most timers settled (acked, retried, renewed) or scheduled by one script call, for the
+#: same reason (and Lua's limit on unpacking arguments).
 SETTLE_BATCH_MAX = 1000
+SCHEDULE_BATCH_MAX = 1000
 
 #: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
 SHUTDOWN_TIMEOUT = 10.0

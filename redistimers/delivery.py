@@ -66,8 +66,11 @@ def dead_record(timer: ClaimedTimer, reason: str, exc: BaseException | None) -> 
     )
 
 
-def failure_outcome(timer: ClaimedTimer, exc: BaseException, policy: RetryPolicy) -> Outcome:
-    """A handler raised: retry after the policy's backoff, or bury once attempts run out."""
+def failure_outcome(
+    timer: ClaimedTimer, exc: BaseException, policy: RetryPolicy, delay: float | None = None
+) -> Outcome:
+    """A handler raised (or asked for a retry after `delay`): deliver again after that delay
+    or the policy's backoff, or bury once the policy's attempts are used up."""
     extra = log_extra(timer)
     if policy.exhausted(timer.attempt):
         log.error(
@@ -76,6 +79,12 @@ def failure_outcome(timer: ClaimedTimer, exc: BaseException, policy: RetryPolicy
             exc_info=exc, extra=extra,
         )
         return Outcome("bury", record=dead_record(timer, "failed", exc))
+    if delay is not None:
+        log.info(
+            "timer %s/%s asked to be retried in %.3fs",
+            timer.topic, timer.timer_id, delay, extra=extra,
+        )
+        return Outcome("retry", delay_ms=math.ceil(delay * 1000))
     delay = policy.delay(timer.attempt)
     log.warning(
         "timer %s/%s failed on attempt %d, retrying in %.2fs: %r",
@@ -119,11 +128,7 @@ def deliver(spec: HandlerSpec, timer: ClaimedTimer, default_retry: RetryPolicy) 
         else:
             spec.func(payload)
     except RetryTimer as request:
-        log.info(
-            "timer %s/%s asked to be retried in %.3fs",
-            timer.topic, timer.timer_id, request.delay, extra=extra,
-        )
-        return Outcome("retry", delay_ms=math.ceil(request.delay * 1000))
+        return failure_outcome(timer, request, policy, delay=request.delay)
     except RejectTimer as rejection:
         log.warning(
             "timer %s/%s rejected by its handler and removed: %s",

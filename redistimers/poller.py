@@ -277,8 +277,8 @@ class Poller:
             if op.kind == "claim":
                 self._claimed(op.topic, result, now)
             elif result and op.kind == "extend":
-                for timer_id in result:
-                    self._lease_lost(op.topic, timer_id)
+                for timer_id, token in zip(result[::2], result[1::2], strict=True):
+                    self._lease_lost(op.topic, timer_id, token)
             elif result:
                 log.info(
                     "%s of %d timer(s) of topic %s skipped: re-set, cancelled or re-claimed "
@@ -300,15 +300,15 @@ class Poller:
             wait = min(wait, max(0.0, (result.next_ms - result.server_now_ms) / 1000))
         state.next_claim_at = now + wait
 
-    def _lease_lost(self, topic: str, timer_id: str) -> None:
-        for (t, i, _token), running in self._running.items():
-            if t == topic and i == timer_id and not running.lease_lost:
-                running.lease_lost = True
-                log.warning(
-                    "lease of timer %s/%s lost while its handler runs (re-set, cancelled, or "
-                    "expired); its outcome will be ignored",
-                    topic, timer_id, extra=log_extra(running.timer),
-                )
+    def _lease_lost(self, topic: str, timer_id: str, token: str) -> None:
+        running = self._running.get((topic, timer_id, token))
+        if running is not None and not running.lease_lost:
+            running.lease_lost = True  # renewing it is of no use any more
+            log.warning(
+                "lease of timer %s/%s lost while its handler runs (re-set, cancelled, or "
+                "expired); its outcome will be ignored",
+                topic, timer_id, extra=log_extra(running.timer),
+            )
 
     def _sleep(self) -> None:
         now = time.monotonic()

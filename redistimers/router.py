@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import attrs
 
 from . import defaults
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidTimerError
+from .models import Delivery
 from .retry import RetryPolicy
 from .validation import check_topic, seconds_of
 
@@ -18,7 +19,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def takes_delivery(func: Callable[..., Any]) -> bool:
-    """True when `func` accepts a second positional argument (the Delivery)."""
+    """True when `func` wants the Delivery as its second positional argument: a second
+    parameter without a default, or one named `delivery` or annotated `Delivery` (so that
+    `def handle(payload, retries=3)` is not handed a Delivery as `retries`).
+    """
     try:
         params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):  # builtins without a signature: pass the payload only
@@ -26,14 +30,21 @@ def takes_delivery(func: Callable[..., Any]) -> bool:
     positional = [
         p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return True
-    if not positional:
+    if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params):
         raise ConfigurationError(
             f"handler {getattr(func, '__qualname__', func)!r} must accept the payload "
             "as its first positional parameter"
         )
-    return len(positional) >= 2
+    if len(positional) < 2:
+        return any(p.kind is p.VAR_POSITIONAL for p in params)
+    second = positional[1]
+    annotation = second.annotation
+    return (
+        second.default is second.empty
+        or second.name == "delivery"
+        or annotation is Delivery
+        or (isinstance(annotation, str) and annotation.split(".")[-1].startswith("Delivery"))
+    )
 
 
 @attrs.frozen
@@ -76,7 +87,11 @@ class Router:
         seconds is how long a crashed worker can hold a timer; `retry` overrides the
         scheduler's retry policy for this topic.
         """
-        check_topic(topic)
+        try:
+            check_topic(topic)
+            lease_seconds = seconds_of(lease_ttl, "lease_ttl")
+        except InvalidTimerError as exc:
+            raise ConfigurationError(str(exc)) from exc
         if topic in self._specs:
             raise ConfigurationError(f"topic {topic!r} already has a handler in this router")
         if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or (
@@ -85,7 +100,6 @@ class Router:
             raise ConfigurationError(
                 f"max_concurrent for topic {topic!r} must be an int >= 1, got {max_concurrent!r}"
             )
-        lease_seconds = seconds_of(lease_ttl, "lease_ttl")
         if lease_seconds < defaults.MIN_LEASE_TTL:
             raise ConfigurationError(
                 f"lease_ttl for topic {topic!r} must be at least {defaults.MIN_LEASE_TTL}s, "

@@ -60,12 +60,15 @@ class TopicKeys:
 
 @attrs.frozen
 class ScheduleEntry:
-    """One timer to write: at an epoch millisecond, or after a delay from Redis's now."""
+    """One timer to write: at an epoch millisecond, or after a delay from Redis's now.
+
+    Times are milliseconds with a fraction: scores keep microseconds.
+    """
 
     timer_id: str
     envelope: str
-    at_ms: int | None = None
-    delay_ms: int | None = None
+    at_ms: float | None = None
+    delay_ms: float | None = None
 
 
 @attrs.frozen
@@ -76,7 +79,7 @@ class ClaimedTimer:
     timer_id: str
     token: str
     attempt: int
-    due_ms: int
+    due_ms: float
     envelope: bytes | str
 
 
@@ -85,9 +88,9 @@ class ClaimResult:
     """What one claim returned, with the server's clock so callers sleep for durations."""
 
     timers: list[ClaimedTimer]
-    server_now_ms: int
+    server_now_ms: float
     #: Score of the earliest timer left in the topic (a due time or a lease expiry).
-    next_ms: int | None
+    next_ms: float | None
 
 
 @attrs.frozen
@@ -95,8 +98,8 @@ class StoredTimer:
     """A timer as stored, for inspection."""
 
     envelope: bytes | str
-    score_ms: int
-    server_now_ms: int
+    score_ms: float
+    server_now_ms: float
     attempts: int
     leased: bool
 
@@ -162,7 +165,7 @@ class Batch:
             self._add(kind, topic, "retry", (k.due, k.lease, k.attempts), args)
 
     def extend(self, topic: str, lease_ms: int, items: Sequence[tuple[str, str]]) -> None:
-        """Renew leases of running handlers: (id, token) pairs (ids whose lease was lost)."""
+        """Renew leases of running handlers: (id, token) pairs ((id, token) of lost leases)."""
         k = self._store.keys(topic)
         for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
             args = [lease_ms, *(part for item in chunk for part in item)]
@@ -196,23 +199,31 @@ class TimerStore:
     def batch(self) -> Batch:
         return Batch(self)
 
-    def schedule(self, topic: str, entries: Sequence[ScheduleEntry]) -> tuple[bool, list[int]]:
+    def schedule(
+        self, topic: str, entries: Sequence[ScheduleEntry]
+    ) -> tuple[bool, list[float]]:
         """Write timers (a same id replaces); returns (a wake-up was published, due ms each)."""
         k = self.keys(topic)
-        args: list[str | int] = [k.wake]
-        for entry in entries:
-            if entry.at_ms is not None:
-                args += [entry.timer_id, "at", entry.at_ms, entry.envelope]
-            else:
-                args += [entry.timer_id, "in", entry.delay_ms or 0, entry.envelope]
-        keys = (k.due, k.body, k.lease, k.attempts)
-        ops = [_Op("schedule", topic, "schedule", keys, tuple(args))]
+        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+        ops = []
+        for chunk in _chunks(entries, defaults.SCHEDULE_BATCH_MAX):
+            args: list[str] = [k.wake]
+            for entry in chunk:
+                if entry.at_ms is not None:
+                    args += [entry.timer_id, "at", repr(float(entry.at_ms)), entry.envelope]
+                else:
+                    args += [entry.timer_id, "in", repr(float(entry.delay_ms or 0)), entry.envelope]
+            ops.append(_Op("schedule", topic, "schedule", keys, tuple(args)))
         register = topic not in self._registered_topics
         replies = self._run(ops, [("SADD", self.topics_key, topic)] if register else [])
         if register:
             self._registered_topics.add(topic)
-        reply = replies[0]
-        return bool(reply[0]), [int(due) for due in reply[1:]]
+        woke = False
+        due: list[float] = []
+        for reply in replies[: len(ops)]:
+            woke = woke or bool(reply[0])
+            due += [float(d) for d in reply[1:]]
+        return woke, due
 
     def cancel(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; True if it existed."""
@@ -234,8 +245,8 @@ class TimerStore:
             return None
         return StoredTimer(
             envelope=envelope,
-            score_ms=int(score),
-            server_now_ms=seconds * 1000 + micros // 1000,
+            score_ms=float(score),
+            server_now_ms=seconds * 1000 + micros / 1000,
             attempts=int(attempts or 0),
             leased=bool(leased),
         )
@@ -285,16 +296,15 @@ class TimerStore:
 
 
 def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
-    now, next_score = int(reply[0]), int(reply[1])
     timers = [
         ClaimedTimer(
             topic=topic,
             timer_id=_text(reply[i]),
             token=_text(reply[i + 1]),
             attempt=int(reply[i + 2]),
-            due_ms=int(float(reply[i + 3])),
+            due_ms=float(reply[i + 3]),
             envelope=reply[i + 4],
         )
         for i in range(2, len(reply), 5)
     ]
-    return ClaimResult(timers, now, None if next_score < 0 else next_score)
+    return ClaimResult(timers, float(reply[0]), float(reply[1]) if reply[1] else None)

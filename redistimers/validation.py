@@ -13,13 +13,21 @@ import attrs
 from . import defaults
 from .errors import InvalidTimerError
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+#: The latest due time a timer may have: a datetime must still be able to show it.
+LATEST_DUE = dt.datetime(9999, 12, 30, tzinfo=dt.timezone.utc)
+
 
 @attrs.frozen
 class DueTime:
-    """When a timer is due: at an absolute epoch time, or after a delay from Redis's now."""
+    """When a timer is due: at an absolute epoch time, or after a delay from Redis's now.
 
-    at_ms: int | None = None
-    delay_ms: int | None = None
+    Milliseconds with a fraction, to the microsecond.
+    """
+
+    at_ms: float | None = None
+    delay_ms: float | None = None
 
 
 def check_topic(topic: object) -> str:
@@ -129,20 +137,28 @@ def check_due(activate_in: Any, activate_at: Any) -> DueTime:
                 f"activate_at must be timezone-aware (naive datetime {activate_at.isoformat()} "
                 "is ambiguous); use e.g. datetime.now(timezone.utc) or attach a tzinfo"
             )
-        return DueTime(at_ms=epoch_ms_ceil(activate_at))
+        if activate_at > LATEST_DUE:
+            raise InvalidTimerError(
+                f"activate_at {activate_at.isoformat()} is later than {LATEST_DUE.isoformat()}"
+            )
+        return DueTime(at_ms=epoch_micros(activate_at) / 1000)
     seconds = seconds_of(activate_in, "activate_in")
     if seconds < 0:
         raise InvalidTimerError(f"activate_in must not be negative, got {activate_in!r}")
-    return DueTime(delay_ms=math.ceil(round(seconds * 1000, 6)))
+    if seconds > (LATEST_DUE - dt.datetime.now(dt.timezone.utc)).total_seconds():
+        raise InvalidTimerError(
+            f"activate_in {activate_in!r} reaches past {LATEST_DUE.isoformat()}"
+        )
+    # Rounded up to the microsecond, so that the timer is never due before it was asked.
+    return DueTime(delay_ms=math.ceil(round(seconds * 1_000_000, 3)) / 1000)
 
 
-def epoch_ms_ceil(moment: dt.datetime) -> int:
-    """Milliseconds since the epoch, rounded up."""
-    delta = moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return -(-micros // 1000)
+def epoch_micros(moment: dt.datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def datetime_of_ms(epoch_ms: float) -> dt.datetime:
-    """The aware UTC datetime of milliseconds since the epoch."""
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=epoch_ms)
+    """The aware UTC datetime of milliseconds since the epoch (to the microsecond)."""
+    return EPOCH + dt.timedelta(microseconds=round(epoch_ms * 1000))

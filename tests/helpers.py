@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.01) -> None:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.01
+) -> None:
     """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -3,7 +3,7 @@
 -- ARGV: per timer: id, token, dead-letter record (JSON built by the caller)
 -- Returns the stale ids (those are left alone: a newer version or delivery owns them).
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local ids, stale = {}, {}
 local n = #ARGV / 3
 for i = 1, n do ids[i] = ARGV[3 * i - 2] end

@@ -4,12 +4,13 @@
 -- Each claimed timer gets a fresh fencing token, stays in `due` scored at its lease's
 -- expiry (so it comes back by itself if its worker dies), and counts one more attempt.
 -- A due id without a body is a leftover and is removed.
--- Returns {server now ms, score of the earliest timer left (-1 if none),
---          then per timer: id, token, attempt, due ms, envelope}.
+-- Returns {server now ms, score of the earliest timer left ('' if none),
+--          then per timer: id, token, attempt, due ms, envelope}; times are ms since the
+--          epoch as decimal strings with microseconds.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local limit = tonumber(ARGV[2])
-local out = {now, -1}
+local out = {string.format('%.3f', now), ''}
 if limit > 0 then
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
   local n = #due / 2
@@ -54,5 +55,5 @@ if limit > 0 then
   end
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if first[2] then out[2] = tonumber(first[2]) end
+if first[2] then out[2] = first[2] end
 return out

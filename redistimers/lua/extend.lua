@@ -1,9 +1,10 @@
 -- Renew the leases of handlers still running, fenced by token.
 -- KEYS: due, lease
 -- ARGV: lease ms, then per timer: id, token
--- Returns the ids whose lease was lost (re-set, cancelled, or expired and re-claimed).
+-- Returns {id, token} of each lease that was lost (re-set, cancelled, or expired and
+-- re-claimed); the same id may be running twice, as an old and a new version.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local expiry = now + tonumber(ARGV[1])
 local ids, zargs, lost = {}, {}, {}
 local n = (#ARGV - 1) / 2
@@ -15,6 +16,7 @@ for i = 1, n do
     zargs[#zargs + 1] = ids[i]
   else
     lost[#lost + 1] = ids[i]
+    lost[#lost + 1] = ARGV[2 * i + 1]
   end
 end
 if #zargs > 0 then redis.call('ZADD', KEYS[1], 'XX', unpack(zargs)) end

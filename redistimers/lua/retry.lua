@@ -4,7 +4,7 @@
 --       counted, as for a release at shutdown), then per timer: id, token, delay ms
 -- Publishes a wake-up when one of them became the earliest. Returns the stale ids.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local ids, zargs, stale = {}, {}, {}
 local n = (#ARGV - 2) / 3
 for i = 1, n do ids[i] = ARGV[3 * i] end

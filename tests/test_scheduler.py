@@ -1,0 +1,1220 @@
+"""The public API, TimerScheduler, against the session's real Redis with real threads."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+import redis
+
+from redistimers import (
+    ConfigurationError,
+    Delivery,
+    InvalidTimerError,
+    PayloadTypeError,
+    RedisUnavailableError,
+    RejectTimer,
+    RetryPolicy,
+    RetryTimer,
+    Router,
+    SchedulerStateError,
+    TimerInfo,
+    TimerScheduler,
+)
+from redistimers.testing import RedisServer
+
+from .helpers import wait_for
+
+UTC = dt.timezone.utc
+SchedulerFactory = Callable[..., TimerScheduler]
+
+#: Retries fast enough for tests, without jitter so waits are predictable.
+FAST_RETRY = RetryPolicy(max_attempts=5, initial=0.01, factor=2.0, maximum=0.05, jitter=False)
+
+
+@attrs.frozen
+class InvoiceDue:
+    invoice_id: str
+    amount_cents: int
+
+
+@attrs.frozen
+class Call:
+    """One handler call, as the handler saw it."""
+
+    payload: Any
+    delivery: Delivery | None
+    server_now: dt.datetime
+    local_now: dt.datetime
+
+
+class Recorder:
+    """A handler that records its calls; `behaviour(payload, delivery)` may raise or block."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        behaviour: Callable[[Any, Delivery | None], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.behaviour = behaviour
+        self.calls: list[Call] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, payload: Any, delivery: Delivery | None = None) -> None:
+        call = Call(payload, delivery, server_now(self.client), dt.datetime.now(UTC))
+        with self.lock:
+            self.calls.append(call)
+        if self.behaviour is not None:
+            self.behaviour(payload, delivery)
+
+    @property
+    def payloads(self) -> list[Any]:
+        with self.lock:
+            return [call.payload for call in self.calls]
+
+    def wait_calls(self, count: int, timeout: float = 10.0) -> list[Call]:
+        wait_for(lambda: len(self.calls) >= count, timeout)
+        with self.lock:
+            return list(self.calls)
+
+
+def server_now(client: redis.Redis) -> dt.datetime:
+    """The Redis server's clock."""
+    seconds, micros = client.time()
+    return dt.datetime.fromtimestamp(int(seconds), UTC) + dt.timedelta(microseconds=int(micros))
+
+
+def dead_letters(client: redis.Redis, topic: str) -> dict[str, dict[str, Any]]:
+    """Dead-lettered timers of a topic: id -> record."""
+    ids = [i.decode() for i in client.zrange(f"redistimers:{{{topic}}}:dead", 0, -1)]
+    return {
+        i: json.loads(client.hget(f"redistimers:{{{topic}}}:dead_body", i) or b"null")
+        for i in ids
+    }
+
+
+def redistimers_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("redistimers")}
+
+
+def timer_gone(scheduler: TimerScheduler, topic: str, timer_id: str) -> Callable[[], bool]:
+    return lambda: scheduler.get_timer(topic, timer_id) is None
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event handlers block on; always set at the end so no handler thread outlives a test."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@contextlib.contextmanager
+def running(scheduler: TimerScheduler, release: threading.Event) -> Iterator[TimerScheduler]:
+    """Run `scheduler`; on the way out, free blocked handlers first so a failing test
+    does not wait out stop()'s timeout."""
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        release.set()
+        scheduler.stop(timeout=5)
+
+
+# -- firing -----------------------------------------------------------------------------
+
+
+def test_timers_fire_in_due_order_and_never_before_their_due_time(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks", max_concurrent=1)(handler)
+    scheduler = make_scheduler(router)
+    delays_ms = {"c": 300, "a": 60, "e": 500, "b": 180, "d": 400}
+    set_at: dict[str, dt.datetime] = {}
+    for name, delay in delays_ms.items():
+        set_at[name] = server_now(redis_client)
+        scheduler.set_timer(
+            "ticks", name, activate_in=dt.timedelta(milliseconds=delay), timer_id=name
+        )
+    scheduler.start()
+    calls = handler.wait_calls(5)
+    assert [c.payload for c in calls] == ["a", "b", "c", "d", "e"]
+    for call in calls:
+        assert call.delivery is not None
+        name = call.payload
+        earliest = set_at[name] + dt.timedelta(milliseconds=delays_ms[name])
+        assert call.delivery.due_at >= earliest - dt.timedelta(milliseconds=1)
+        assert call.server_now >= call.delivery.due_at, "fired early by the Redis clock"
+        assert call.local_now >= call.delivery.due_at, "fired early by the local clock"
+        assert call.server_now >= earliest
+    due = [c.delivery.due_at for c in calls if c.delivery is not None]
+    assert due == sorted(due)
+
+
+def test_overdue_timers_fire_in_due_order(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks", max_concurrent=1)(handler)
+    scheduler = make_scheduler(router)
+    base = server_now(redis_client).replace(microsecond=0) - dt.timedelta(minutes=5)
+    for name, offset in [("third", 3), ("first", 1), ("fourth", 4), ("second", 2)]:
+        scheduler.set_timer("ticks", name, activate_at=base + dt.timedelta(seconds=offset))
+    with scheduler:
+        calls = handler.wait_calls(4)
+    assert [c.payload for c in calls] == ["first", "second", "third", "fourth"]
+    assert [c.delivery.due_at for c in calls if c.delivery] == [
+        base + dt.timedelta(seconds=s) for s in (1, 2, 3, 4)
+    ]
+
+
+def test_timer_set_while_running_fires_without_waiting_for_the_poll_interval(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router, max_poll_interval=60)
+    with scheduler:
+        time.sleep(0.1)  # let the poller go to sleep on an empty topic
+        started = time.monotonic()
+        scheduler.set_timer("ticks", "now", activate_in=0)
+        handler.wait_calls(1, timeout=5)
+        assert time.monotonic() - started < 5
+
+
+def test_timer_set_by_another_process_without_handlers_is_delivered_promptly(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("invoices", payload=InvoiceDue)(handler)
+    worker = make_scheduler(router, max_poll_interval=60)
+    web_app = make_scheduler()  # schedules only: no handlers, no thread
+    with worker:
+        time.sleep(0.1)  # let the poller go to sleep on an empty topic
+        web_app.set_timer(
+            "invoices",
+            {"invoice_id": "INV-1", "amount_cents": 995},
+            activate_in=dt.timedelta(milliseconds=50),
+            timer_id="INV-1",
+        )
+        (call,) = handler.wait_calls(1, timeout=5)
+    assert call.payload == InvoiceDue("INV-1", 995)
+
+
+def test_cancelled_timer_never_fires(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks", max_concurrent=1)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "cancelled", activate_in=0.1, timer_id="x")
+    scheduler.set_timer("ticks", "kept", activate_in=0.3, timer_id="y")
+    assert scheduler.cancel_timer("ticks", "x") is True
+    assert scheduler.cancel_timer("ticks", "x") is False
+    assert scheduler.cancel_timer("ticks", "never-set") is False
+    with scheduler:
+        handler.wait_calls(1)
+        wait_for(timer_gone(scheduler, "ticks", "y"))
+    assert handler.payloads == ["kept"]
+    assert scheduler.get_timer("ticks", "x") is None
+
+
+def test_reset_replaces_payload_and_moves_the_timer_earlier(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "old", activate_in=dt.timedelta(hours=1), timer_id="same")
+    scheduler.set_timer("ticks", "new", activate_in=0.05, timer_id="same")
+    with scheduler:
+        handler.wait_calls(1)
+        wait_for(timer_gone(scheduler, "ticks", "same"))
+    assert handler.payloads == ["new"]
+
+
+def test_reset_replaces_payload_and_moves_the_timer_later(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks", max_concurrent=1)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "old", activate_in=0.05, timer_id="same")
+    before = server_now(redis_client)
+    scheduler.set_timer("ticks", "new", activate_in=dt.timedelta(hours=1), timer_id="same")
+    scheduler.set_timer("ticks", "sentinel", activate_in=0.3, timer_id="sentinel")
+    with scheduler:
+        handler.wait_calls(1)
+        wait_for(timer_gone(scheduler, "ticks", "sentinel"))
+    assert handler.payloads == ["sentinel"]
+    info = scheduler.get_timer("ticks", "same")
+    assert info is not None
+    assert info.payload == "new"
+    assert info.due_at >= before + dt.timedelta(hours=1) - dt.timedelta(milliseconds=1)
+
+
+def test_reset_during_handler_survives_old_ack(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    def block_first_version(payload: Any, delivery: Delivery | None) -> None:
+        if payload == "v1":
+            assert release.wait(10)
+
+    router = Router()
+    handler = Recorder(redis_client, block_first_version)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "v1", activate_in=0, timer_id="INV-1")
+    with running(scheduler, release):
+        handler.wait_calls(1)
+        old = scheduler.get_timer("ticks", "INV-1")
+        assert old is not None
+        assert old.leased is True
+        scheduler.set_timer("ticks", "v2", activate_in=0.3, timer_id="INV-1")
+        release.set()  # the old version's handler returns and acks with its stale token
+        calls = handler.wait_calls(2)
+        wait_for(timer_gone(scheduler, "ticks", "INV-1"))
+    assert [c.payload for c in calls] == ["v1", "v2"]
+    assert calls[1].delivery is not None
+    assert calls[1].delivery.attempt == 1  # the replaced timer started fresh
+
+
+def test_handler_can_reschedule_its_own_timer(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    """A handler that re-sets its own id (a home-made periodic timer) is not undone by
+    its own ack: the next occurrence fires."""
+    schedulers: list[TimerScheduler] = []
+
+    def next_round(payload: Any, delivery: Delivery | None) -> None:
+        assert delivery is not None
+        if payload < 3:
+            schedulers[0].set_timer(
+                "rounds", payload + 1, activate_in=0.02, timer_id=delivery.timer_id
+            )
+
+    router = Router()
+    handler = Recorder(redis_client, next_round)
+    router.handler("rounds")(handler)
+    scheduler = make_scheduler(router)
+    schedulers.append(scheduler)
+    scheduler.set_timer("rounds", 1, activate_in=0, timer_id="r")
+    with scheduler:
+        handler.wait_calls(3)
+        wait_for(timer_gone(scheduler, "rounds", "r"))
+    assert handler.payloads == [1, 2, 3]
+    assert [c.delivery.attempt for c in handler.calls if c.delivery] == [1, 1, 1]
+
+
+def test_cancel_during_handler_is_not_undone_by_its_outcome(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    def fail_after_release(payload: Any, delivery: Delivery | None) -> None:
+        if payload == "x":
+            assert release.wait(10)
+            raise RetryTimer(0)
+
+    router = Router()
+    handler = Recorder(redis_client, fail_after_release)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    scheduler.set_timer("ticks", "sentinel", activate_in=0.3, timer_id="sentinel")
+    with running(scheduler, release):
+        handler.wait_calls(1)
+        assert scheduler.cancel_timer("ticks", "x") is True
+        release.set()  # its RetryTimer must not bring the cancelled timer back
+        handler.wait_calls(2)
+    assert sorted(handler.payloads) == ["sentinel", "x"]
+    assert scheduler.get_timer("ticks", "x") is None
+    assert redis_client.zscore("redistimers:{ticks}:due", "x") is None
+
+
+# -- what handlers receive --------------------------------------------------------------
+
+
+def test_set_timer_returns_the_given_id(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    assert scheduler.set_timer("ticks", 1, activate_in=60, timer_id="INV-1") == "INV-1"
+    assert scheduler.get_timer("ticks", "INV-1") is not None
+
+
+def test_set_timer_generates_distinct_ids_when_none_is_given(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    ids = [scheduler.set_timer("ticks", n, activate_in=60) for n in range(20)]
+    assert len(set(ids)) == 20
+    for n, timer_id in enumerate(ids):
+        assert isinstance(timer_id, str)
+        assert timer_id
+        info = scheduler.get_timer("ticks", timer_id)
+        assert info is not None
+        assert info.payload == n
+
+
+def test_headers_and_correlation_id_reach_the_handler_through_delivery(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("invoices", payload=InvoiceDue)(handler)
+    scheduler = make_scheduler(router)
+    at = server_now(redis_client) - dt.timedelta(seconds=1)
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    scheduler.set_timer(
+        "invoices",
+        InvoiceDue("INV-7", 1200),
+        activate_at=at,
+        timer_id="INV-7",
+        headers={"tenant": "acme", "trace": "ünï"},
+        correlation_id="req-42",
+    )
+    with scheduler:
+        (call,) = handler.wait_calls(1)
+    assert call.payload == InvoiceDue("INV-7", 1200)
+    delivery = call.delivery
+    assert isinstance(delivery, Delivery)
+    assert delivery.topic == "invoices"
+    assert delivery.timer_id == "INV-7"
+    assert delivery.attempt == 1
+    assert dict(delivery.headers) == {"tenant": "acme", "trace": "ünï"}
+    assert delivery.correlation_id == "req-42"
+    assert delivery.due_at == at
+    assert delivery.due_at.utcoffset() == dt.timedelta(0)
+
+
+def test_delivery_without_headers_has_empty_headers_and_no_correlation_id(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", [1, 2], activate_in=0)
+    with scheduler:
+        (call,) = handler.wait_calls(1)
+    assert call.payload == [1, 2]
+    assert call.delivery is not None
+    assert dict(call.delivery.headers) == {}
+    assert call.delivery.correlation_id is None
+
+
+def test_handler_with_one_parameter_gets_only_the_payload(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    received: list[tuple[Any, ...]] = []
+    router = Router()
+
+    @router.handler("invoices", payload=InvoiceDue, retry=RetryPolicy(max_attempts=1))
+    def on_invoice(invoice: InvoiceDue) -> None:
+        received.append((invoice,))
+
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("invoices", InvoiceDue("INV-1", 5), activate_in=0, timer_id="INV-1")
+    with scheduler:
+        wait_for(lambda: received)
+        wait_for(timer_gone(scheduler, "invoices", "INV-1"))
+    assert received == [(InvoiceDue("INV-1", 5),)]
+    assert dead_letters(redis_client, "invoices") == {}
+
+
+# -- get_timer --------------------------------------------------------------------------
+
+
+def test_get_timer_describes_a_pending_timer(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    router.handler("invoices", payload=InvoiceDue)(Recorder(redis_client))
+    scheduler = make_scheduler(router)
+    before = server_now(redis_client)
+    scheduler.set_timer(
+        "invoices",
+        InvoiceDue("INV-1", 995),
+        activate_in=dt.timedelta(minutes=30),
+        timer_id="INV-1",
+        headers={"tenant": "acme"},
+        correlation_id="req-1",
+    )
+    after = server_now(redis_client)
+    info = scheduler.get_timer("invoices", "INV-1")
+    assert isinstance(info, TimerInfo)
+    assert info.topic == "invoices"
+    assert info.timer_id == "INV-1"
+    assert info.payload == InvoiceDue("INV-1", 995)
+    assert dict(info.headers) == {"tenant": "acme"}
+    assert info.correlation_id == "req-1"
+    assert info.attempts == 0
+    assert info.leased is False
+    slack = dt.timedelta(milliseconds=1)
+    assert before + dt.timedelta(minutes=30) - slack <= info.due_at
+    assert info.due_at <= after + dt.timedelta(minutes=30) + slack
+    assert info.due_at.utcoffset() == dt.timedelta(0)
+    # Due times round up to the millisecond and the server's now rounds down.
+    assert dt.timedelta(minutes=29) < info.remaining <= dt.timedelta(minutes=30) + slack
+
+
+def test_get_timer_of_an_unknown_id_is_none(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    assert scheduler.get_timer("invoices", "nope") is None
+    scheduler.set_timer("invoices", 1, activate_in=60, timer_id="other")
+    assert scheduler.get_timer("invoices", "nope") is None
+    assert scheduler.get_timer("elsewhere", "other") is None
+
+
+def test_get_timer_without_a_handler_gives_the_json_payload(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.set_timer("invoices", InvoiceDue("INV-1", 995), activate_in=60, timer_id="INV-1")
+    info = scheduler.get_timer("invoices", "INV-1")
+    assert info is not None
+    assert info.payload == {"invoice_id": "INV-1", "amount_cents": 995}
+
+
+def test_get_timer_of_an_overdue_timer_has_no_time_remaining(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    at = dt.datetime(2020, 1, 1, tzinfo=UTC)
+    scheduler.set_timer("ticks", 1, activate_at=at, timer_id="old")
+    info = scheduler.get_timer("ticks", "old")
+    assert info is not None
+    assert info.due_at == at
+    assert info.remaining == dt.timedelta(0)
+
+
+def test_get_timer_of_a_payload_that_no_longer_decodes_gives_its_json(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    router = Router()
+    router.handler("invoices", payload=InvoiceDue)(lambda invoice: None)
+    typed = make_scheduler(router)
+    make_scheduler().set_timer("invoices", {"old": "shape"}, activate_in=60, timer_id="x")
+    info = typed.get_timer("invoices", "x")
+    assert info is not None
+    assert info.payload == {"old": "shape"}
+
+
+def test_get_timer_shows_a_running_timer_as_leased_with_its_attempt(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    router.handler("ticks", lease_ttl=20)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    with running(scheduler, release):
+        handler.wait_calls(1)
+        info = scheduler.get_timer("ticks", "x")
+        release.set()
+        wait_for(timer_gone(scheduler, "ticks", "x"))
+    assert info is not None
+    assert info.leased is True
+    assert info.attempts == 1
+    # While leased, due_at is when the lease runs out.
+    assert dt.timedelta(seconds=10) < info.remaining <= dt.timedelta(seconds=20)
+
+
+# -- bad input --------------------------------------------------------------------------
+
+NAIVE = dt.datetime(2030, 1, 1)
+AWARE = dt.datetime(2030, 1, 1, tzinfo=UTC)
+GOOD = InvoiceDue("INV-1", 1)
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "kwargs", "error"),
+    [
+        ("invoices", {"invoice_id": "INV-1", "amount_cents": 1}, {"activate_in": 5},
+         PayloadTypeError),
+        ("invoices", "INV-1", {"activate_in": 5}, PayloadTypeError),
+        ("invoices", GOOD, {"activate_at": NAIVE}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_at": AWARE, "activate_in": 5}, InvalidTimerError),
+        ("invoices", GOOD, {}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": -1}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": dt.timedelta(seconds=-1)}, InvalidTimerError),
+        ("", GOOD, {"activate_in": 5}, InvalidTimerError),
+        ("in{voices}", GOOD, {"activate_in": 5}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": 5, "timer_id": ""}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": 5, "timer_id": "x" * 257}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": 5, "headers": {"n": 1}}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": 5, "headers": {1: "n"}}, InvalidTimerError),
+        ("invoices", GOOD, {"activate_in": 5, "correlation_id": 7}, InvalidTimerError),
+        ("untyped", object(), {"activate_in": 5}, PayloadTypeError),
+        ("untyped", {"n": float("nan")}, {"activate_in": 5}, PayloadTypeError),
+    ],
+    ids=[
+        "dict-for-attrs-topic", "str-for-attrs-topic", "naive-activate-at", "both-times",
+        "no-time", "negative-seconds", "negative-timedelta", "empty-topic", "braced-topic",
+        "empty-id", "long-id", "header-value-int", "header-key-int", "correlation-int",
+        "object-payload", "nan-payload",
+    ],
+)
+def test_rejected_set_timer_writes_nothing_to_redis(
+    make_scheduler: SchedulerFactory,
+    redis_client: redis.Redis,
+    topic: str,
+    payload: Any,
+    kwargs: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    router = Router()
+    router.handler("invoices", payload=InvoiceDue)(lambda invoice: None)
+    scheduler = make_scheduler(router)
+    with pytest.raises(error):
+        scheduler.set_timer(topic, payload, **kwargs)
+    assert redis_client.keys("*") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"activate_in": dt.timedelta(days=3_000_000)},
+        {"activate_in": 1e20},
+        {"activate_at": dt.datetime.max.replace(tzinfo=UTC)},
+    ],
+    ids=["3-million-days", "1e20-seconds", "datetime-max"],
+)
+def test_far_future_due_time_is_either_rejected_or_readable_by_get_timer(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, kwargs: dict[str, Any]
+) -> None:
+    """A due time the library cannot turn back into a datetime must not be written."""
+    scheduler = make_scheduler()
+    try:
+        scheduler.set_timer("ticks", 1, timer_id="far", **kwargs)
+    except InvalidTimerError:
+        assert redis_client.keys("*") == []
+    else:
+        info = scheduler.get_timer("ticks", "far")
+        assert info is not None
+        assert info.due_at > dt.datetime.now(UTC) + dt.timedelta(days=365 * 1000)
+
+
+def test_payload_type_error_names_topic_and_type(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("invoices", payload=InvoiceDue)(lambda invoice: None)
+    scheduler = make_scheduler(router)
+    with pytest.raises(TypeError) as info:
+        scheduler.set_timer("invoices", {"invoice_id": "x"}, activate_in=5)
+    assert isinstance(info.value, PayloadTypeError)
+    assert "'invoices'" in str(info.value)
+    assert "InvoiceDue" in str(info.value)
+
+
+def test_rejected_reset_leaves_the_existing_timer_unchanged(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    router = Router()
+    router.handler("invoices", payload=InvoiceDue)(lambda invoice: None)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("invoices", GOOD, activate_in=60, timer_id="INV-1")
+    before = scheduler.get_timer("invoices", "INV-1")
+    with pytest.raises(PayloadTypeError):
+        scheduler.set_timer("invoices", {"bad": 1}, activate_in=1, timer_id="INV-1")
+    after = scheduler.get_timer("invoices", "INV-1")
+    assert before is not None
+    assert after is not None
+    assert (after.payload, after.due_at) == (GOOD, before.due_at)
+
+
+# -- outcomes of a delivery ---------------------------------------------------------------
+
+
+def test_handler_that_raises_is_retried_until_it_succeeds(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def fail_twice(payload: Any, delivery: Delivery | None) -> None:
+        assert delivery is not None
+        if delivery.attempt < 3:
+            raise ValueError(f"attempt {delivery.attempt} fails")
+
+    router = Router()
+    handler = Recorder(redis_client, fail_twice)
+    router.handler("ticks", retry=FAST_RETRY)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    with scheduler:
+        calls = handler.wait_calls(3)
+        wait_for(timer_gone(scheduler, "ticks", "x"))
+    assert [c.delivery.attempt for c in calls if c.delivery] == [1, 2, 3]
+    assert [c.payload for c in calls] == ["x", "x", "x"]
+    # Each retry waited its backoff: 10 ms after the first failure, 20 ms after the second.
+    assert calls[1].server_now - calls[0].server_now >= dt.timedelta(milliseconds=10)
+    assert calls[2].server_now - calls[1].server_now >= dt.timedelta(milliseconds=20)
+    assert dead_letters(redis_client, "ticks") == {}
+
+
+def test_scheduler_retry_policy_applies_to_topics_without_their_own(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def always_fail(payload: Any, delivery: Delivery | None) -> None:
+        raise RuntimeError("boom")
+
+    router = Router()
+    handler = Recorder(redis_client, always_fail)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(
+        router, retry=RetryPolicy(max_attempts=2, initial=0.01, maximum=0.01, jitter=False)
+    )
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    with scheduler:
+        wait_for(lambda: "x" in dead_letters(redis_client, "ticks"))
+    assert [c.delivery.attempt for c in handler.calls if c.delivery] == [1, 2]
+
+
+def test_retry_timer_delay_is_honoured(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def retry_once(payload: Any, delivery: Delivery | None) -> None:
+        assert delivery is not None
+        if delivery.attempt == 1:
+            raise RetryTimer(dt.timedelta(milliseconds=300))
+
+    router = Router()
+    handler = Recorder(redis_client, retry_once)
+    router.handler("ticks", retry=RetryPolicy(max_attempts=2))(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    with scheduler:
+        first, second = handler.wait_calls(2)
+        wait_for(timer_gone(scheduler, "ticks", "x"))
+    assert second.delivery is not None
+    assert second.delivery.attempt == 2
+    assert second.server_now - first.server_now >= dt.timedelta(milliseconds=300)
+    assert second.delivery.due_at >= first.server_now + dt.timedelta(milliseconds=299)
+    assert len(handler.calls) == 2
+
+
+def test_reject_timer_removes_the_timer_for_good(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def reject(payload: Any, delivery: Delivery | None) -> None:
+        raise RejectTimer("not wanted")
+
+    router = Router()
+    handler = Recorder(redis_client, reject)
+    router.handler("ticks", retry=FAST_RETRY)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    with scheduler:
+        handler.wait_calls(1)
+        wait_for(timer_gone(scheduler, "ticks", "x"))
+    assert len(handler.calls) == 1
+    assert dead_letters(redis_client, "ticks") == {}
+    assert redis_client.exists("redistimers:{ticks}:due", "redistimers:{ticks}:body") == 0
+
+
+def test_retry_timer_counts_toward_max_attempts_then_dead_letters_with_its_request(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    """RetryTimer sets the delay of the next attempt, but every attempt counts: a handler
+    that asks again and again ends in dead letters instead of looping for ever."""
+
+    def not_ready_yet(payload: Any, delivery: Delivery | None) -> None:
+        raise RetryTimer(0.01)
+
+    router = Router()
+    handler = Recorder(redis_client, not_ready_yet)
+    router.handler("polls", retry=RetryPolicy(max_attempts=3))(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("polls", "x", activate_in=0, timer_id="x")
+    with scheduler:
+        wait_for(lambda: "x" in dead_letters(redis_client, "polls"))
+    assert [c.delivery.attempt for c in handler.calls if c.delivery] == [1, 2, 3]
+    record = dead_letters(redis_client, "polls")["x"]
+    assert record["attempts"] == 3
+    assert record["error"]["type"] == "RetryTimer"
+    assert record["error"]["reason"] == "failed"
+
+
+def test_timer_past_max_attempts_goes_to_dead_letters_with_its_error(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def always_fail(payload: Any, delivery: Delivery | None) -> None:
+        raise RuntimeError("card declined")
+
+    router = Router()
+    handler = Recorder(redis_client, always_fail)
+    policy = RetryPolicy(max_attempts=3, initial=0.01, maximum=0.01, jitter=False)
+    router.handler("invoices", payload=InvoiceDue, retry=policy)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer(
+        "invoices", InvoiceDue("INV-1", 995), activate_in=0, timer_id="INV-1",
+        headers={"tenant": "acme"},
+    )
+    with scheduler:
+        wait_for(lambda: "INV-1" in dead_letters(redis_client, "invoices"))
+    assert [c.delivery.attempt for c in handler.calls if c.delivery] == [1, 2, 3]
+    assert scheduler.get_timer("invoices", "INV-1") is None
+    record = dead_letters(redis_client, "invoices")["INV-1"]
+    assert record["attempts"] == 3
+    assert record["error"]["reason"] == "failed"
+    assert record["error"]["type"] == "RuntimeError"
+    assert record["error"]["message"] == "card declined"
+    envelope = json.loads(record["envelope"])
+    assert envelope["p"] == {"invoice_id": "INV-1", "amount_cents": 995}
+    assert envelope["h"] == {"tenant": "acme"}
+    assert redis_client.hlen("redistimers:{invoices}:attempts") == 0
+    assert redis_client.hlen("redistimers:{invoices}:lease") == 0
+
+
+def test_payload_that_does_not_decode_goes_to_dead_letters_without_calling_the_handler(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("invoices", payload=InvoiceDue, retry=FAST_RETRY)(handler)
+    worker = make_scheduler(router)
+    web_app = make_scheduler()  # knows no payload type, so cannot check it
+    web_app.set_timer("invoices", {"wrong": "shape"}, activate_in=0, timer_id="bad")
+    with worker:
+        wait_for(lambda: "bad" in dead_letters(redis_client, "invoices"))
+    assert handler.calls == []
+    record = dead_letters(redis_client, "invoices")["bad"]
+    assert record["error"]["reason"] == "undecodable"
+    assert record["attempts"] == 1
+
+
+def test_one_scheduler_delivers_every_topic_it_handles(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router, other = Router(), Router()
+    handler = Recorder(redis_client)
+    for topic in ("a", "b", "c"):
+        router.handler(topic)(handler)
+    other.handler("d")(handler)
+    scheduler = make_scheduler(router, other)
+    for topic in ("a", "b", "c", "d"):
+        scheduler.set_timer(topic, topic, activate_in=0.05)
+    with scheduler:
+        calls = handler.wait_calls(4)
+    assert sorted((c.payload, c.delivery.topic) for c in calls if c.delivery) == [
+        ("a", "a"), ("b", "b"), ("c", "c"), ("d", "d")
+    ]
+
+
+def test_topic_without_a_handler_in_this_worker_is_not_claimed(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("mine", max_concurrent=1)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("theirs", "t", activate_in=0, timer_id="t")
+    scheduler.set_timer("mine", "m", activate_in=0.2, timer_id="m")
+    with scheduler:
+        handler.wait_calls(1)
+    info = scheduler.get_timer("theirs", "t")
+    assert info is not None
+    assert (info.attempts, info.leased) == (0, False)
+
+
+def test_running_handler_keeps_its_lease_beyond_lease_ttl(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    router.handler("ticks", lease_ttl=0.6)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    with running(scheduler, release):
+        handler.wait_calls(1)
+        first = scheduler.get_timer("ticks", "x")
+        assert first is not None
+        # Wait until the lease was renewed past twice its original length.
+        wait_for(lambda: (scheduler.get_timer("ticks", "x") or first).due_at
+                 > first.due_at + dt.timedelta(seconds=0.6))
+        release.set()
+        wait_for(timer_gone(scheduler, "ticks", "x"))
+    assert len(handler.calls) == 1  # never delivered again while it ran
+
+
+def test_new_version_keeps_its_lease_while_the_old_version_still_runs(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    """Re-setting an id while its handler runs makes the old delivery's lease stale; the
+    new version's delivery, running at the same time, must still have its lease renewed."""
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    router.handler("ticks", lease_ttl=0.3)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "v1", activate_in=0, timer_id="x")
+    with running(scheduler, release):
+        handler.wait_calls(1)
+        scheduler.set_timer("ticks", "v2", activate_in=0, timer_id="x")
+        handler.wait_calls(2)
+        first = scheduler.get_timer("ticks", "x")
+        assert first is not None
+        assert first.leased is True
+
+        def renewed_or_redelivered() -> bool:
+            info = scheduler.get_timer("ticks", "x")
+            renewed = info is not None and info.due_at > first.due_at + dt.timedelta(seconds=0.3)
+            return renewed or len(handler.calls) > 2
+
+        wait_for(renewed_or_redelivered)
+        assert [c.payload for c in handler.calls] == ["v1", "v2"], "v2 delivered again"
+        release.set()
+        wait_for(timer_gone(scheduler, "ticks", "x"))
+    assert [c.payload for c in handler.calls] == ["v1", "v2"]
+
+
+def test_at_most_max_concurrent_handlers_of_a_topic_run_at_once(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    router.handler("ticks", max_concurrent=2)(handler)
+    scheduler = make_scheduler(router)
+    for n in range(5):
+        scheduler.set_timer("ticks", n, activate_in=0, timer_id=str(n))
+    with running(scheduler, release):
+        handler.wait_calls(2)
+        time.sleep(0.2)  # give a third handler the chance to start, if it wrongly could
+        assert len(handler.calls) == 2
+        waiting = [scheduler.get_timer("ticks", str(n)) for n in range(5)]
+        assert sum(1 for info in waiting if info is not None and info.leased) == 2
+        release.set()
+        handler.wait_calls(5)
+        wait_for(lambda: redis_client.zcard("redistimers:{ticks}:due") == 0)
+    assert sorted(handler.payloads) == [0, 1, 2, 3, 4]
+
+
+# -- run_pending ------------------------------------------------------------------------
+
+
+def test_run_pending_runs_due_timers_synchronously_and_counts_them(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    router.handler("tocks")(handler)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    past = server_now(redis_client) - dt.timedelta(seconds=10)
+    scheduler.set_timer("ticks", "b", activate_at=past + dt.timedelta(seconds=2))
+    scheduler.set_timer("ticks", "a", activate_at=past + dt.timedelta(seconds=1))
+    scheduler.set_timer("tocks", "c", activate_at=past)
+    scheduler.set_timer("ticks", "later", activate_in=60, timer_id="later")
+    assert scheduler.run_pending() == 3
+    assert sorted(handler.payloads) == ["a", "b", "c"]
+    assert handler.payloads.index("a") < handler.payloads.index("b")
+    assert scheduler.get_timer("ticks", "later") is not None
+    assert scheduler.run_pending() == 0
+    assert redistimers_threads() - before == set()
+
+
+def test_run_pending_runs_handlers_in_the_calling_thread(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    threads: list[threading.Thread] = []
+    router = Router()
+    router.handler("ticks")(lambda payload: threads.append(threading.current_thread()))
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", 1, activate_at=dt.datetime(2020, 1, 1, tzinfo=UTC))
+    assert scheduler.run_pending() == 1
+    assert threads == [threading.current_thread()]
+    assert scheduler.running is False
+
+
+def test_run_pending_does_not_loop_on_a_timer_that_asks_to_run_again_at_once(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def again(payload: Any, delivery: Delivery | None) -> None:
+        raise RetryTimer(0)
+
+    router = Router()
+    handler = Recorder(redis_client, again)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_at=dt.datetime(2020, 1, 1, tzinfo=UTC), timer_id="x")
+    assert scheduler.run_pending() == 1
+    assert len(handler.calls) == 1
+    info = scheduler.get_timer("ticks", "x")
+    assert info is not None
+    assert info.leased is False
+    assert info.attempts == 1
+
+
+def test_run_pending_settles_failures_like_the_threads_do(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def fail(payload: Any, delivery: Delivery | None) -> None:
+        raise ValueError("nope")
+
+    router = Router()
+    handler = Recorder(redis_client, fail)
+    router.handler("ticks", retry=RetryPolicy(max_attempts=1))(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "x", activate_at=dt.datetime(2020, 1, 1, tzinfo=UTC), timer_id="x")
+    assert scheduler.run_pending() == 1
+    assert scheduler.get_timer("ticks", "x") is None
+    assert dead_letters(redis_client, "ticks")["x"]["error"]["message"] == "nope"
+
+
+def test_run_pending_while_started_raises_scheduler_state_error(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    scheduler.start()
+    with pytest.raises(SchedulerStateError):
+        scheduler.run_pending()
+    scheduler.stop()
+    assert scheduler.run_pending() == 0
+
+
+# -- lifecycle --------------------------------------------------------------------------
+
+
+def test_with_scheduler_starts_and_stops_it(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    assert scheduler.running is False
+    with scheduler as entered:
+        assert entered is scheduler
+        assert scheduler.running is True
+        assert any(t.name == "redistimers-poller" for t in redistimers_threads() - before)
+    assert scheduler.running is False
+    assert redistimers_threads() - before == set()
+
+
+def test_start_twice_raises_scheduler_state_error(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    with scheduler, pytest.raises(SchedulerStateError):
+        scheduler.start()
+
+
+def test_scheduler_can_be_started_again_after_stop(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    with scheduler:
+        scheduler.set_timer("ticks", 1, activate_in=0)
+        handler.wait_calls(1)
+    with scheduler:
+        scheduler.set_timer("ticks", 2, activate_in=0)
+        handler.wait_calls(2)
+    assert handler.payloads == [1, 2]
+
+
+def test_stop_of_an_idle_scheduler_is_quick_and_leaves_no_thread_behind(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    scheduler.start()
+    scheduler.set_timer("ticks", 1, activate_in=0)
+    handler.wait_calls(1)
+    started = time.monotonic()
+    assert scheduler.stop(timeout=5) is True
+    assert time.monotonic() - started < 5
+    assert redistimers_threads() - before == set()
+
+
+def test_stop_returns_within_its_timeout_while_a_handler_still_runs(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    scheduler.start()
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    handler.wait_calls(1)
+    started = time.monotonic()
+    drained = scheduler.stop(timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert drained is False
+    assert 0.5 <= elapsed < 1.0
+    assert scheduler.running is False
+    # Only the stuck handler's thread is left, and it ends when its handler returns.
+    assert {t.name.rsplit("_", 1)[0] for t in redistimers_threads() - before} <= {
+        "redistimers-handler"
+    }
+    release.set()
+    wait_for(lambda: not (redistimers_threads() - before))
+    # Its outcome was still settled: the timer is acked, not left to a lease expiry.
+    wait_for(timer_gone(scheduler, "ticks", "x"))
+
+
+def test_stop_waits_for_a_running_handler_to_finish(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    started, finished = threading.Event(), threading.Event()
+    router = Router()
+
+    def slow(payload: Any) -> None:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    router.handler("ticks")(slow)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    scheduler.start()
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    assert started.wait(10)
+    assert scheduler.stop(timeout=5) is True
+    assert finished.is_set()
+    assert scheduler.get_timer("ticks", "x") is None
+    assert redistimers_threads() - before == set()
+
+
+def test_stop_of_a_scheduler_never_started_returns_true(make_scheduler: SchedulerFactory) -> None:
+    assert make_scheduler().stop(timeout=0) is True
+
+
+def test_healthy_is_true_while_running(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    with scheduler:
+        assert scheduler.running is True
+        assert scheduler.healthy is True
+    assert scheduler.healthy is True
+
+
+# -- connecting -------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_from_url_on_an_unreachable_port_names_host_and_port() -> None:
+    port = _closed_port()
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailableError) as info:
+        TimerScheduler.from_url(f"redis://127.0.0.1:{port}/0")
+    assert time.monotonic() - started < 5
+    assert f"127.0.0.1:{port}" in str(info.value)
+    assert isinstance(info.value, redis.exceptions.ConnectionError)
+
+
+def test_from_url_with_an_invalid_url_raises_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="invalid Redis URL"):
+        TimerScheduler.from_url("http://localhost:6379/0")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("not a client",), {}, "client must be a redis.Redis"),
+        ((None,), {}, "client must be a redis.Redis"),
+        (("CLIENT", [object()]), {}, "routers must be Router objects"),
+        (("CLIENT",), {"max_poll_interval": 0}, "max_poll_interval"),
+        (("CLIENT",), {"retry": 3}, "retry must be a RetryPolicy"),
+    ],
+)
+def test_scheduler_with_bad_settings_raises_configuration_error(
+    args: tuple[Any, ...], kwargs: dict[str, Any], match: str
+) -> None:
+    client = redis.Redis(port=_closed_port())
+    args = tuple(client if a == "CLIENT" else a for a in args)
+    with pytest.raises(ConfigurationError, match=match):
+        TimerScheduler(*args, **kwargs)
+
+
+def test_namespaces_keep_schedulers_apart(
+    redis_client: redis.Redis, redis_url: str, make_scheduler: SchedulerFactory
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    default = make_scheduler(router)
+    other = TimerScheduler.from_url(redis_url, namespace="otherapp")
+    other.set_timer("ticks", "theirs", activate_in=0, timer_id="t")
+    default.set_timer("ticks", "ours", activate_in=0.1, timer_id="o")
+    assert set(redis_client.keys("*")) == {
+        b"otherapp:topics", b"otherapp:{ticks}:due", b"otherapp:{ticks}:body",
+        b"redistimers:topics", b"redistimers:{ticks}:due", b"redistimers:{ticks}:body",
+    }
+    assert redis_client.zscore("otherapp:{ticks}:due", "t") is not None
+    with default:
+        handler.wait_calls(1)
+        wait_for(timer_gone(default, "ticks", "o"))
+    assert handler.payloads == ["ours"]
+    assert default.get_timer("ticks", "t") is None
+    info = other.get_timer("ticks", "t")
+    assert info is not None
+    assert info.attempts == 0
+
+
+def test_scheduler_works_with_a_decoding_client_and_leaves_its_settings_alone(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    client = redis_server.client(decode_responses=True)
+    settings = dict(client.connection_pool.connection_kwargs)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("invoices", payload=InvoiceDue)(handler)
+    scheduler = TimerScheduler(client, routers=[router])
+    try:
+        scheduler.set_timer(
+            "invoices", InvoiceDue("INV-1", 1), activate_in=60, timer_id="later",
+            headers={"k": "v"},
+        )
+        info = scheduler.get_timer("invoices", "later")
+        assert info is not None
+        assert info.payload == InvoiceDue("INV-1", 1)
+        assert dict(info.headers) == {"k": "v"}
+        scheduler.set_timer(
+            "invoices", InvoiceDue("INV-2", 2), activate_in=0, timer_id="now",
+            headers={"k": "v"}, correlation_id="c",
+        )
+        with scheduler:
+            (call,) = handler.wait_calls(1)
+            wait_for(timer_gone(scheduler, "invoices", "now"))
+        assert call.payload == InvoiceDue("INV-2", 2)
+        assert call.delivery is not None
+        assert call.delivery.timer_id == "now"
+        assert dict(call.delivery.headers) == {"k": "v"}
+        assert call.delivery.correlation_id == "c"
+        scheduler.set_timer(
+            "invoices", InvoiceDue("INV-3", 3), activate_at=dt.datetime(2020, 1, 1, tzinfo=UTC)
+        )
+        assert scheduler.run_pending() == 1
+        assert scheduler.cancel_timer("invoices", "later") is True
+        assert client.connection_pool.connection_kwargs == settings
+        assert client.get_encoder().decode_responses is True
+        client.set("plain", "value")
+        assert client.get("plain") == "value"
+    finally:
+        scheduler.stop(timeout=5)
+        client.close()
