@@ -122,7 +122,8 @@ def encode_envelope(
 def decode_envelope(raw: bytes | str) -> Envelope:
     """Parse a stored envelope; raises EnvelopeError when it is not a version-1 envelope."""
     try:
-        body = json.loads(raw)
+        # Decoding first spares json.loads its detection of the bytes' encoding.
+        body = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except ValueError as exc:
         raise EnvelopeError(f"envelope is not valid JSON: {exc}") from exc
     if not isinstance(body, dict) or "p" not in body:

@@ -83,6 +83,17 @@ class OutageTracker:
         `sleep` waits between tries and should return early when the caller is stopping.
         The last error is raised when the caller gives up.
         """
+        try:  # the common case, without building a retrying loop on every call
+            result = fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self.failed(exc)
+            if give_up():
+                raise
+        else:
+            self.succeeded()
+            return result
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             if state.outcome is not None:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from . import defaults
@@ -25,6 +25,7 @@ from .retry import RetryPolicy
 from .router import HandlerSpec
 from .store import Batch, ClaimedTimer, ClaimResult, TimerStore
 from .wakeup import WakeListener
+from .workers import HandlerPool
 
 log = logging.getLogger("redistimers.poller")
 
@@ -83,10 +84,7 @@ class Poller:
         self._stopping = threading.Event()
         self._abort = threading.Event()  # give up on Redis and running handlers now
         self._exited = threading.Event()
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, sum(spec.max_concurrent for spec in specs.values())),
-            thread_name_prefix="redistimers-handler",
-        )
+        self._pool = HandlerPool(max(1, sum(spec.max_concurrent for spec in specs.values())))
         self._thread = threading.Thread(target=self._run, name="redistimers-poller", daemon=True)
         channels = {store.keys(topic).wake: topic for topic in specs}
         self._listener = (
@@ -122,7 +120,7 @@ class Poller:
         drained = not self._thread.is_alive() and not self._running
         if self._listener is not None:
             self._listener.join(max(0.05, deadline - time.monotonic()))
-        self._executor.shutdown(wait=drained)
+        self._pool.shutdown(wait=drained, timeout=1.0)
         if not drained:
             log.warning(
                 "stopped with %d handler(s) still running after %.1fs; their timers will be "
@@ -292,7 +290,7 @@ class Poller:
         for timer in result.timers:
             state.in_flight += 1
             self._running[(topic, timer.timer_id, timer.token)] = _Running(timer, renew_at)
-            self._executor.submit(self._deliver, timer)
+            self._pool.submit(partial(self._deliver, timer))
         if result.timers:
             self._next_renewal = min(self._next_renewal, renew_at)
         wait = self._max_poll_interval

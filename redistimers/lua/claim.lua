@@ -5,8 +5,9 @@
 -- expiry (so it comes back by itself if its worker dies), and counts one more attempt.
 -- A due id without a body is a leftover and is removed.
 -- Returns {server now ms, score of the earliest timer left ('' if none),
---          then per timer: id, token, attempt, due ms, envelope}; times are ms since the
---          epoch as decimal strings with microseconds.
+--          then per timer: "<token>\n<attempt>\n<due ms>\n<id>", envelope}; times are ms
+--          since the epoch as decimal strings with microseconds. (Two strings per timer
+--          rather than five: the client parses replies element by element.)
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local limit = tonumber(ARGV[2])
@@ -33,10 +34,7 @@ if limit > 0 then
         leases[#leases + 1] = token
         attempts[#attempts + 1] = id
         attempts[#attempts + 1] = attempt
-        out[#out + 1] = id
-        out[#out + 1] = token
-        out[#out + 1] = attempt
-        out[#out + 1] = due[2 * i]
+        out[#out + 1] = token .. '\n' .. attempt .. '\n' .. due[2 * i] .. '\n' .. id
         out[#out + 1] = bodies[i]
       else
         orphans[#orphans + 1] = id
