@@ -347,11 +347,13 @@ class TimerScheduler:
         self._tracker.succeeded()
 
     def _forget_after_fork(self) -> None:
-        """In a forked child: the parent's threads do not exist here."""
+        """In a forked child: the parent's threads do not exist here, and locks they held
+        would stay held for ever."""
         if self._poller is not None:
             self._poller = None
             self._lost_to_fork = True
         self._lock = threading.Lock()
+        self._tracker = OutageTracker(self._where)
 
     def __repr__(self) -> str:
         state = "running" if self._poller is not None else "stopped"
@@ -361,10 +363,29 @@ class TimerScheduler:
         )
 
 
+_held_for_fork: list[Any] = []
+
+
+def _before_fork() -> None:
+    stores = {id(s._store.client.connection_pool): s._store for s in list(_schedulers)}
+    for store in stores.values():
+        _held_for_fork.extend(store.hold_for_fork())
+
+
+def _after_fork_in_parent() -> None:
+    TimerStore.release_after_fork(_held_for_fork)
+    _held_for_fork.clear()
+
+
 def _after_fork_in_child() -> None:
+    _after_fork_in_parent()
     for scheduler in list(_schedulers):
         scheduler._forget_after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -286,6 +286,25 @@ class TimerStore:
                 raise reply
         return list(replies)
 
+    def hold_for_fork(self) -> list[Any]:
+        """Take the connection pool's locks before os.fork(), so that no other thread holds
+        them in the child (redis-py resets the pool there under those locks, and would wait
+        for ever for a lock whose holder does not exist in the child). Returns what was
+        taken, to give to `release_after_fork` in the parent and in the child.
+        """
+        pool = getattr(self.client, "connection_pool", None)
+        held = []
+        for name in ("_fork_lock", "_lock"):
+            lock = getattr(pool, name, None)
+            if lock is not None and lock.acquire(timeout=5):
+                held.append(lock)
+        return held
+
+    @staticmethod
+    def release_after_fork(held: list[Any]) -> None:
+        for lock in reversed(held):
+            lock.release()
+
     def load_scripts(self) -> None:
         """Load every script into Redis's script cache (one round trip)."""
         pipe: Any = self.client.pipeline(transaction=False)
