@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,3 +50,11 @@ def make_scheduler(redis_client: redis.Redis, redis_url: str) -> Iterator[Schedu
     yield make
     for scheduler in made:
         scheduler.stop(timeout=5)
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An event handlers block on; always set at the end so no handler thread outlives a test."""
+    event = threading.Event()
+    yield event
+    event.set()

@@ -1,9 +1,20 @@
-"""Small helpers shared by the tests: polling with deadlines instead of sleeps."""
+"""Helpers shared by the tests: polling with deadlines instead of sleeps, a recording
+handler, and readers of what the scheduler left in Redis."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import redis
+
+from redistimers import Delivery, RetryPolicy, TimerScheduler
 
 
 def wait_for(
@@ -15,3 +26,92 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {predicate}")
         time.sleep(interval)
+
+
+UTC = dt.timezone.utc
+SchedulerFactory = Callable[..., TimerScheduler]
+
+#: Retries fast enough for tests, without jitter so waits are predictable.
+FAST_RETRY = RetryPolicy(max_attempts=5, initial=0.01, factor=2.0, maximum=0.05, jitter=False)
+
+
+@attrs.frozen
+class InvoiceDue:
+    invoice_id: str
+    amount_cents: int
+
+
+@attrs.frozen
+class Call:
+    """One handler call, as the handler saw it."""
+
+    payload: Any
+    delivery: Delivery | None
+    server_now: dt.datetime
+    local_now: dt.datetime
+
+
+class Recorder:
+    """A handler that records its calls; `behaviour(payload, delivery)` may raise or block."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        behaviour: Callable[[Any, Delivery | None], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.behaviour = behaviour
+        self.calls: list[Call] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, payload: Any, delivery: Delivery | None = None) -> None:
+        call = Call(payload, delivery, server_now(self.client), dt.datetime.now(UTC))
+        with self.lock:
+            self.calls.append(call)
+        if self.behaviour is not None:
+            self.behaviour(payload, delivery)
+
+    @property
+    def payloads(self) -> list[Any]:
+        with self.lock:
+            return [call.payload for call in self.calls]
+
+    def wait_calls(self, count: int, timeout: float = 10.0) -> list[Call]:
+        wait_for(lambda: len(self.calls) >= count, timeout)
+        with self.lock:
+            return list(self.calls)
+
+
+def server_now(client: redis.Redis) -> dt.datetime:
+    """The Redis server's clock."""
+    seconds, micros = client.time()
+    return dt.datetime.fromtimestamp(int(seconds), UTC) + dt.timedelta(microseconds=int(micros))
+
+
+def dead_letters(client: redis.Redis, topic: str) -> dict[str, dict[str, Any]]:
+    """Dead-lettered timers of a topic: id -> record."""
+    ids = [i.decode() for i in client.zrange(f"redistimers:{{{topic}}}:dead", 0, -1)]
+    return {
+        i: json.loads(client.hget(f"redistimers:{{{topic}}}:dead_body", i) or b"null")
+        for i in ids
+    }
+
+
+def redistimers_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("redistimers")}
+
+
+def timer_gone(scheduler: TimerScheduler, topic: str, timer_id: str) -> Callable[[], bool]:
+    return lambda: scheduler.get_timer(topic, timer_id) is None
+
+
+@contextlib.contextmanager
+def running(scheduler: TimerScheduler, release: threading.Event) -> Iterator[TimerScheduler]:
+    """Run `scheduler`; on the way out, free blocked handlers first so a failing test
+    does not wait out stop()'s timeout."""
+    scheduler.start()
+    try:
+        yield scheduler
+    finally:
+        release.set()
+        scheduler.stop(timeout=5)

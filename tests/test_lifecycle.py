@@ -1,0 +1,142 @@
+"""Starting and stopping: threads, timeouts, restarts, health."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from redistimers import (
+    Router,
+    SchedulerStateError,
+)
+
+from .helpers import (
+    Recorder,
+    SchedulerFactory,
+    redistimers_threads,
+    timer_gone,
+    wait_for,
+)
+
+# -- lifecycle --------------------------------------------------------------------------
+
+
+def test_with_scheduler_starts_and_stops_it(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    assert scheduler.running is False
+    with scheduler as entered:
+        assert entered is scheduler
+        assert scheduler.running is True
+        assert any(t.name == "redistimers-poller" for t in redistimers_threads() - before)
+    assert scheduler.running is False
+    assert redistimers_threads() - before == set()
+
+
+def test_start_twice_raises_scheduler_state_error(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    with scheduler, pytest.raises(SchedulerStateError):
+        scheduler.start()
+
+
+def test_scheduler_can_be_started_again_after_stop(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    with scheduler:
+        scheduler.set_timer("ticks", 1, activate_in=0)
+        handler.wait_calls(1)
+    with scheduler:
+        scheduler.set_timer("ticks", 2, activate_in=0)
+        handler.wait_calls(2)
+    assert handler.payloads == [1, 2]
+
+
+def test_stop_of_an_idle_scheduler_is_quick_and_leaves_no_thread_behind(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    scheduler.start()
+    scheduler.set_timer("ticks", 1, activate_in=0)
+    handler.wait_calls(1)
+    started = time.monotonic()
+    assert scheduler.stop(timeout=5) is True
+    assert time.monotonic() - started < 5
+    assert redistimers_threads() - before == set()
+
+
+def test_stop_returns_within_its_timeout_while_a_handler_still_runs(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    scheduler.start()
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    handler.wait_calls(1)
+    started = time.monotonic()
+    drained = scheduler.stop(timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert drained is False
+    assert 0.5 <= elapsed < 1.0
+    assert scheduler.running is False
+    # Only the stuck handler's thread is left, and it ends when its handler returns.
+    assert all(t.name.startswith("redistimers-handler") for t in redistimers_threads() - before)
+    release.set()
+    wait_for(lambda: not (redistimers_threads() - before))
+    # Its outcome was still settled: the timer is acked, not left to a lease expiry.
+    wait_for(timer_gone(scheduler, "ticks", "x"))
+
+
+def test_stop_waits_for_a_running_handler_to_finish(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    started, finished = threading.Event(), threading.Event()
+    router = Router()
+
+    def slow(payload: Any) -> None:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    router.handler("ticks")(slow)
+    scheduler = make_scheduler(router)
+    before = redistimers_threads()
+    scheduler.start()
+    scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
+    assert started.wait(10)
+    assert scheduler.stop(timeout=5) is True
+    assert finished.is_set()
+    assert scheduler.get_timer("ticks", "x") is None
+    assert redistimers_threads() - before == set()
+
+
+def test_stop_of_a_scheduler_never_started_returns_true(make_scheduler: SchedulerFactory) -> None:
+    assert make_scheduler().stop(timeout=0) is True
+
+
+def test_healthy_is_true_while_running(make_scheduler: SchedulerFactory) -> None:
+    router = Router()
+    router.handler("ticks")(lambda payload: None)
+    scheduler = make_scheduler(router)
+    with scheduler:
+        assert scheduler.running is True
+        assert scheduler.healthy is True
+    assert scheduler.healthy is True
