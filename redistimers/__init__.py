@@ -16,7 +16,8 @@ from .errors import (
     RetryTimer,
     SchedulerStateError,
 )
-from .models import Delivery, TimerInfo
+from .metrics import Metrics
+from .models import DeadTimer, Delivery, TimerInfo
 from .retry import RetryPolicy
 from .router import Router
 from .scheduler import TimerScheduler
@@ -25,8 +26,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigurationError",
+    "DeadTimer",
     "Delivery",
     "InvalidTimerError",
+    "Metrics",
     "PayloadTypeError",
     "RedisTimersError",
     "RedisUnavailableError",

@@ -5,7 +5,9 @@ other languages can schedule timers::
 
     {"v": 1, "p": <payload>, "h": {"k": "v"}, "c": "<correlation id>", "t": <created ms>}
 
-"h" and "c" are left out when empty.
+"h" and "c" are left out when empty. A periodic timer adds {"a": <anchor ms>, "e": <every
+ms>} (written first, so that the schedule script can fill in "a") or {"cron": "<expr>",
+"tz": "<zone>"}.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import cattrs
 from cattrs.preconf.json import make_converter
 
 from .errors import PayloadTypeError
+from .periodic import Period
 
 ENVELOPE_VERSION = 1
 
@@ -37,6 +40,9 @@ class Envelope:
     headers: Mapping[str, str] = attrs.field(factory=dict)
     correlation_id: str | None = None
     created_ms: int | None = None
+    period: Period | None = None
+    #: Where an `every` grid starts: its first due time.
+    anchor_ms: float | None = None
 
 
 def type_name(payload_type: Any) -> str:
@@ -99,12 +105,20 @@ def encode_envelope(
     headers: Mapping[str, str],
     correlation_id: str | None,
     created_ms: int,
+    period: Period | None = None,
+    anchor_ms: float | None = None,
 ) -> str:
-    """The envelope JSON of a new timer; raises PayloadTypeError before anything is written."""
-    body: dict[str, Any] = {
-        "v": ENVELOPE_VERSION,
-        "p": unstructure_payload(topic, payload, payload_type),
-    }
+    """The envelope JSON of a new timer; raises PayloadTypeError before anything is written.
+
+    For an `every` timer without `anchor_ms`, "a" is left null for the schedule script.
+    """
+    body: dict[str, Any] = {}
+    if period is not None and period.every_ms is not None:
+        body["a"] = anchor_ms
+    body["v"] = ENVELOPE_VERSION
+    body["p"] = unstructure_payload(topic, payload, payload_type)
+    if period is not None:
+        body.update(period.to_wire())
     if headers:
         body["h"] = dict(headers)
     if correlation_id is not None:
@@ -135,11 +149,18 @@ def decode_envelope(raw: bytes | str) -> Envelope:
     if not isinstance(headers, dict) or not isinstance(correlation_id, (str, type(None))):
         raise EnvelopeError("envelope headers ('h') or correlation id ('c') are malformed")
     created = body.get("t")
+    anchor = body.get("a")
+    try:
+        period = Period.from_wire(body)
+    except (TypeError, ValueError) as exc:
+        raise EnvelopeError(f"envelope period is malformed: {exc}") from exc
     return Envelope(
         payload=body["p"],
         headers=headers,
         correlation_id=correlation_id,
         created_ms=created if isinstance(created, int) else None,
+        period=period,
+        anchor_ms=float(anchor) if isinstance(anchor, (int, float)) else None,
     )
 
 

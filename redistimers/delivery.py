@@ -1,6 +1,6 @@
 """One delivery: decode the payload, call the handler, turn what happened into an outcome.
 
-This is DESIGN.md's table "Outcomes of a delivery" in code; it does no I/O, so the
+This is DESIGN.md's table "Outcomes of a delivery" in code; it does no Redis I/O, so the
 threaded poller and `run_pending` share it and settle outcomes their own way.
 """
 
@@ -10,12 +10,13 @@ import json
 import logging
 import math
 import traceback
+from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
 
-from .codec import EnvelopeError, decode_envelope, structure_payload
-from .errors import RejectTimer, RetryTimer
+from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
+from .errors import RedisTimersError, RejectTimer, RetryTimer
 from .models import Delivery
 from .retry import RetryPolicy
 from .router import HandlerSpec
@@ -32,17 +33,46 @@ OutcomeKind = Literal["ack", "reject", "retry", "bury", "release"]
 
 @attrs.frozen
 class Outcome:
-    """What to do with a delivered timer: remove it, try it again later, or bury it."""
+    """What to do with a delivered timer: remove it (or move a periodic one to its next
+    occurrence), try it again later, hand it back, or bury it in the dead letters."""
 
     kind: OutcomeKind
     delay_ms: int = 0
     #: For "bury": the dead-letter record (JSON).
     record: str = ""
+    #: For "ack" of a periodic timer: when its next occurrence is due (epoch ms).
+    next_ms: float | None = None
 
 
 ACK = Outcome("ack")
 REJECT = Outcome("reject")
 RELEASE = Outcome("release")
+
+
+@attrs.frozen
+class Hooks:
+    """Optional callables told of outcomes, for users who wire their own metrics or
+    alerts. They run in the handler's thread; one that raises is logged and ignored."""
+
+    on_success: Callable[[Delivery], object] | None = None
+    on_failure: Callable[[Delivery, BaseException], object] | None = None
+    on_dead: Callable[[Delivery, str], object] | None = None
+
+    @property
+    def any(self) -> bool:
+        return not (self.on_success is None and self.on_failure is None and self.on_dead is None)
+
+    def call(self, name: str, *args: Any) -> None:
+        hook = getattr(self, name)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("%s hook %r raised; delivery goes on", name, hook)
+
+
+NO_HOOKS = Hooks()
 
 
 def log_extra(timer: ClaimedTimer) -> dict[str, Any]:
@@ -66,78 +96,129 @@ def dead_record(timer: ClaimedTimer, reason: str, exc: BaseException | None) -> 
     )
 
 
-def failure_outcome(
-    timer: ClaimedTimer, exc: BaseException, policy: RetryPolicy, delay: float | None = None
-) -> Outcome:
-    """A handler raised (or asked for a retry after `delay`): deliver again after that delay
-    or the policy's backoff, or bury once the policy's attempts are used up."""
-    extra = log_extra(timer)
-    if policy.exhausted(timer.attempt):
+class _Context:
+    """What the outcome decisions of one delivery need, built once."""
+
+    def __init__(
+        self, timer: ClaimedTimer, policy: RetryPolicy, hooks: Hooks, envelope: Envelope | None
+    ) -> None:
+        self.timer = timer
+        self.policy = policy
+        self.hooks = hooks
+        self.envelope = envelope
+        self._delivery: Delivery | None = None
+
+    @property
+    def delivery(self) -> Delivery:
+        if self._delivery is None:
+            envelope = self.envelope
+            self._delivery = Delivery(
+                topic=self.timer.topic,
+                timer_id=self.timer.timer_id,
+                attempt=self.timer.attempt,
+                due_at=datetime_of_ms(self.timer.due_ms),
+                headers=envelope.headers if envelope else {},
+                correlation_id=envelope.correlation_id if envelope else None,
+            )
+        return self._delivery
+
+    def bury(self, reason: str, exc: BaseException | None, message: str) -> Outcome:
+        timer = self.timer
         log.error(
-            "timer %s/%s failed on attempt %d of %d, moved to dead letters: %r",
-            timer.topic, timer.timer_id, timer.attempt, policy.max_attempts, exc,
-            exc_info=exc, extra=extra,
+            "timer %s/%s moved to dead letters after attempt %d: %s",
+            timer.topic, timer.timer_id, timer.attempt, message,
+            exc_info=exc if reason == "failed" else None, extra=log_extra(timer),
         )
-        return Outcome("bury", record=dead_record(timer, "failed", exc))
-    if delay is not None:
-        log.info(
-            "timer %s/%s asked to be retried in %.3fs",
-            timer.topic, timer.timer_id, delay, extra=extra,
-        )
+        if self.hooks.on_dead is not None:
+            self.hooks.call("on_dead", self.delivery, message)
+        return Outcome("bury", record=dead_record(timer, reason, exc))
+
+    def failed(self, exc: BaseException, delay: float | None = None) -> Outcome:
+        """The handler raised (or asked for a retry after `delay`): deliver again after that
+        delay or the policy's backoff, or bury once the policy's attempts are used up."""
+        timer, policy = self.timer, self.policy
+        if self.hooks.on_failure is not None:
+            self.hooks.call("on_failure", self.delivery, exc)
+        if policy.exhausted(timer.attempt):
+            return self.bury(
+                "failed", exc, f"attempt {timer.attempt} of {policy.max_attempts} failed: {exc!r}"
+            )
+        if delay is None:
+            delay = policy.delay(timer.attempt)
+            log.warning(
+                "timer %s/%s failed on attempt %d, retrying in %.2fs: %r",
+                timer.topic, timer.timer_id, timer.attempt, delay, exc,
+                exc_info=exc, extra=log_extra(timer),
+            )
+        else:
+            log.info(
+                "timer %s/%s asked to be retried in %.3fs",
+                timer.topic, timer.timer_id, delay, extra=log_extra(timer),
+            )
         return Outcome("retry", delay_ms=math.ceil(delay * 1000))
-    delay = policy.delay(timer.attempt)
-    log.warning(
-        "timer %s/%s failed on attempt %d, retrying in %.2fs: %r",
-        timer.topic, timer.timer_id, timer.attempt, delay, exc,
-        exc_info=exc, extra=extra,
-    )
-    return Outcome("retry", delay_ms=math.ceil(delay * 1000))
 
 
-def deliver(spec: HandlerSpec, timer: ClaimedTimer, default_retry: RetryPolicy) -> Outcome:
-    """Run `spec`'s handler for `timer` and say what should become of the timer."""
+def failure_outcome(
+    timer: ClaimedTimer, exc: BaseException, policy: RetryPolicy, hooks: Hooks = NO_HOOKS
+) -> Outcome:
+    """The outcome of a delivery whose handler raised `exc` outside `deliver`."""
+    return _Context(timer, policy, hooks, None).failed(exc)
+
+
+def deliver(
+    spec: HandlerSpec,
+    timer: ClaimedTimer,
+    default_retry: RetryPolicy,
+    hooks: Hooks = NO_HOOKS,
+    server_now_ms: Callable[[], float] | None = None,
+) -> Outcome:
+    """Run `spec`'s handler for `timer` and say what should become of the timer.
+
+    `server_now_ms` estimates the Redis server's clock, to place a periodic timer's next
+    occurrence after now.
+    """
     policy = spec.retry or default_retry
-    extra = log_extra(timer)
-    if timer.attempt > policy.max_attempts:
-        # Earlier deliveries ended without an outcome: their workers died mid-handler.
-        log.error(
-            "timer %s/%s reached attempt %d of %d after lost deliveries, moved to dead letters",
-            timer.topic, timer.timer_id, timer.attempt, policy.max_attempts, extra=extra,
-        )
-        return Outcome("bury", record=dead_record(timer, "lease expired", None))
     try:
         envelope = decode_envelope(timer.envelope)
+    except EnvelopeError as exc:
+        return _Context(timer, policy, hooks, None).bury("undecodable", exc, str(exc))
+    context = _Context(timer, policy, hooks, envelope)
+    if timer.attempt > policy.max_attempts:
+        # Earlier deliveries ended without an outcome: their workers died mid-handler.
+        return context.bury(
+            "lease expired", None,
+            f"attempt {timer.attempt} of {policy.max_attempts} after deliveries that never "
+            "reported back (their workers died or hung past the lease)",
+        )
+    try:
         payload = structure_payload(envelope.payload, spec.payload_type)
     except EnvelopeError as exc:
-        log.error(
-            "timer %s/%s cannot be decoded, moved to dead letters: %s",
-            timer.topic, timer.timer_id, exc, extra=extra,
-        )
-        return Outcome("bury", record=dead_record(timer, "undecodable", exc))
+        return context.bury("undecodable", exc, str(exc))
     try:
         if spec.takes_delivery:
-            delivery = Delivery(
-                topic=timer.topic,
-                timer_id=timer.timer_id,
-                attempt=timer.attempt,
-                due_at=datetime_of_ms(timer.due_ms),
-                headers=envelope.headers,
-                correlation_id=envelope.correlation_id,
-            )
-            spec.func(payload, delivery)
+            spec.func(payload, context.delivery)
         else:
             spec.func(payload)
     except RetryTimer as request:
-        return failure_outcome(timer, request, policy, delay=request.delay)
+        return context.failed(request, delay=request.delay)
     except RejectTimer as rejection:
         log.warning(
             "timer %s/%s rejected by its handler and removed: %s",
-            timer.topic, timer.timer_id, rejection, extra=extra,
+            timer.topic, timer.timer_id, rejection, extra=log_extra(timer),
         )
         return REJECT
     except Exception as exc:
-        return failure_outcome(timer, exc, policy)
-    return ACK
+        return context.failed(exc)
+    if hooks.on_success is not None:
+        hooks.call("on_success", context.delivery)
+    if envelope.period is None:
+        return ACK
+    try:
+        now = server_now_ms() if server_now_ms is not None else timer.due_ms
+        next_ms = envelope.period.next_after(max(now, timer.due_ms), envelope.anchor_ms)
+    except RedisTimersError as exc:  # say, croniter is missing in this worker
+        return context.bury("no next occurrence", exc, str(exc))
+    return Outcome("ack", next_ms=next_ms)
 
 
 def settle(batch: Batch, outcomes: list[tuple[ClaimedTimer, Outcome]]) -> None:
@@ -148,7 +229,7 @@ def settle(batch: Batch, outcomes: list[tuple[ClaimedTimer, Outcome]]) -> None:
         groups.setdefault((timer.topic, kind), []).append((timer, outcome))
     for (topic, kind), items in groups.items():
         if kind == "ack":
-            batch.ack(topic, [(t.timer_id, t.token) for t, _ in items])
+            batch.ack(topic, [(t.timer_id, t.token, o.next_ms) for t, o in items])
         elif kind == "retry":
             batch.retry(topic, [(t.timer_id, t.token, o.delay_ms) for t, o in items])
         elif kind == "release":

@@ -45,3 +45,30 @@ class TimerInfo:
     payload: Any
     headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
     correlation_id: str | None = None
+    #: For a periodic timer: its period, or its cron expression and time zone.
+    every: dt.timedelta | None = None
+    cron: str | None = None
+    tz: str | None = None
+
+
+@attrs.frozen
+class DeadTimer:
+    """A dead-lettered timer, from `TimerScheduler.dead_timers`."""
+
+    topic: str
+    timer_id: str
+    #: The payload as stored: its JSON value, not decoded into the topic's type (it may
+    #: be why the timer died).
+    payload: Any
+    #: What killed it, e.g. "ValueError: card declined".
+    error: str
+    #: "failed" (the handler raised on the last attempt), "undecodable", "lease expired"
+    #: (workers died mid-handler until no attempt was left), "no next occurrence".
+    reason: str
+    attempts: int
+    died_at: dt.datetime
+    #: The exception's type name and traceback summary, when a handler raised.
+    error_type: str | None = None
+    traceback: str | None = None
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
+    correlation_id: str | None = None

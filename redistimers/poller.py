@@ -19,7 +19,8 @@ from functools import partial
 from typing import Any
 
 from . import defaults
-from .delivery import RELEASE, Outcome, deliver, failure_outcome, log_extra, settle
+from .delivery import RELEASE, Hooks, Outcome, deliver, failure_outcome, log_extra, settle
+from .metrics import MetricsCounter
 from .outage import OutageTracker
 from .retry import RetryPolicy
 from .router import HandlerSpec
@@ -70,8 +71,12 @@ class Poller:
         *,
         default_retry: RetryPolicy,
         max_poll_interval: float,
+        hooks: Hooks,
+        metrics: MetricsCounter,
     ) -> None:
         self._store = store
+        self._hooks = hooks
+        self._metrics = metrics
         self._topics = {topic: _Topic(spec) for topic, spec in specs.items()}
         self._tracker = tracker
         self._default_retry = default_retry
@@ -118,15 +123,15 @@ class Poller:
             self._wake.set()
             self._thread.join(0.1)
         drained = not self._thread.is_alive() and not self._running
+        if not drained:
+            log.warning(
+                "stopped with %d handler(s) still running after %.1fs: each timer is settled "
+                "when its handler ends, or delivered again once its lease expires",
+                len(self._running), timeout,
+            )
         if self._listener is not None:
             self._listener.join(max(0.05, deadline - time.monotonic()))
         self._pool.shutdown(wait=drained, timeout=1.0)
-        if not drained:
-            log.warning(
-                "stopped with %d handler(s) still running after %.1fs; their timers will be "
-                "settled when they finish, or delivered again when their leases expire",
-                len(self._running), timeout,
-            )
         return drained
 
     def stop_now(self) -> None:
@@ -152,9 +157,12 @@ class Poller:
             outcome = RELEASE  # claimed but not started: hand it back at once
         else:
             try:
-                outcome = deliver(spec, timer, self._default_retry)
+                outcome = deliver(
+                    spec, timer, self._default_retry, self._hooks, self._store.server_now_ms
+                )
             except BaseException as exc:  # SystemExit and the like must not lose the slot
-                outcome = failure_outcome(timer, exc, spec.retry or self._default_retry)
+                policy = spec.retry or self._default_retry
+                outcome = failure_outcome(timer, exc, policy, self._hooks)
         self._completed.append((timer, outcome))
         self._wake.set()
         if self._exited.is_set():
@@ -202,9 +210,10 @@ class Poller:
         now = time.monotonic()
         batch = self._store.batch()
         outcomes = self._take_completed()
-        for timer, _outcome in outcomes:
-            self._running.pop((timer.topic, timer.timer_id, timer.token), None)
-            self._topics[timer.topic].in_flight -= 1
+        for timer, outcome in outcomes:
+            if self._running.pop((timer.topic, timer.timer_id, timer.token), None) is not None:
+                self._topics[timer.topic].in_flight -= 1
+                self._metrics.outcome(outcome.kind)
         settle(batch, outcomes)
         self._add_renewals(batch, now)
         stopping = self._stopping.is_set()
@@ -273,11 +282,15 @@ class Poller:
         now = time.monotonic()
         for op, result in zip(batch.ops, results, strict=True):
             if op.kind == "claim":
+                self._metrics.add("claimed", len(result.timers))
                 self._claimed(op.topic, result, now)
-            elif result and op.kind == "extend":
+            elif op.kind == "extend":
+                renewed = (len(op.args) - 1) // 2 - len(result) // 2
+                self._metrics.add("lease_renewals", renewed)
                 for timer_id, token in zip(result[::2], result[1::2], strict=True):
                     self._lease_lost(op.topic, timer_id, token)
             elif result:
+                self._metrics.add("stale_acks", len(result))
                 log.info(
                     "%s of %d timer(s) of topic %s skipped: re-set, cancelled or re-claimed "
                     "while their handlers ran",
@@ -302,6 +315,7 @@ class Poller:
         running = self._running.get((topic, timer_id, token))
         if running is not None and not running.lease_lost:
             running.lease_lost = True  # renewing it is of no use any more
+            self._metrics.add("leases_lost")
             log.warning(
                 "lease of timer %s/%s lost while its handler runs (re-set, cancelled, or "
                 "expired); its outcome will be ignored",

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -20,15 +20,24 @@ from redis.retry import Retry
 
 from . import defaults
 from .codec import EnvelopeError, decode_envelope, encode_envelope, structure_payload
-from .delivery import deliver, settle
-from .errors import ConfigurationError, RedisUnavailableError, SchedulerStateError
-from .models import TimerInfo
+from .deadletters import dead_timer_of
+from .delivery import Hooks, deliver, settle
+from .errors import (
+    ConfigurationError,
+    InvalidTimerError,
+    RedisUnavailableError,
+    SchedulerStateError,
+)
+from .metrics import Metrics, MetricsCounter
+from .models import DeadTimer, Delivery, TimerInfo
 from .outage import OutageTracker, is_transient
+from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
 from .router import HandlerSpec, Router, merge_routers
 from .store import ScheduleEntry, TimerStore
 from .validation import (
+    DueTime,
     check_correlation_id,
     check_due,
     check_headers,
@@ -67,6 +76,9 @@ class TimerScheduler:
         *,
         retry: RetryPolicy | None = None,
         max_poll_interval: float | dt.timedelta = defaults.MAX_POLL_INTERVAL,
+        on_success: Callable[[Delivery], object] | None = None,
+        on_failure: Callable[[Delivery, BaseException], object] | None = None,
+        on_dead: Callable[[Delivery, str], object] | None = None,
     ) -> None:
         if not isinstance(client, redis.Redis):
             raise ConfigurationError(
@@ -83,6 +95,12 @@ class TimerScheduler:
         self._max_poll_interval = seconds_of(max_poll_interval, "max_poll_interval")
         if self._max_poll_interval <= 0:
             raise ConfigurationError("max_poll_interval must be > 0 seconds")
+        for name, hook in (("on_success", on_success), ("on_failure", on_failure),
+                           ("on_dead", on_dead)):
+            if hook is not None and not callable(hook):
+                raise ConfigurationError(f"{name} must be callable, got {type(hook).__name__}")
+        self._hooks = Hooks(on_success, on_failure, on_dead)
+        self._metrics = MetricsCounter()
         self._where = describe_location(client)
         self._tracker = OutageTracker(self._where)
         self._lock = threading.Lock()
@@ -105,7 +123,9 @@ class TimerScheduler:
         to `redis.Redis.from_url`.
         """
         scheduler_options = {
-            key: options.pop(key) for key in ("retry", "max_poll_interval") if key in options
+            key: options.pop(key)
+            for key in ("retry", "max_poll_interval", "on_success", "on_failure", "on_dead")
+            if key in options
         }
         client_options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
@@ -136,16 +156,31 @@ class TimerScheduler:
         timer_id: str | None = None,
         headers: Mapping[str, str] | None = None,
         correlation_id: str | None = None,
+        every: dt.timedelta | float | None = None,
+        cron: str | None = None,
+        tz: Any = None,
     ) -> str:
         """Schedule `payload` on `topic` to fire after `activate_in` or at `activate_at`.
 
-        Setting an id that exists replaces that timer (payload, time, attempts). Returns
-        the timer id, generated when not given. Everything is checked before anything is
-        written: InvalidTimerError (a ValueError) for bad arguments, PayloadTypeError (a
-        TypeError) for a payload that does not fit the topic's type.
+        With `every` (a timedelta) the timer repeats at a fixed rate on a grid from its
+        first due time (by default `every` from now); with `cron` (needs the `cron` extra)
+        at the times of that expression in time zone `tz` (default UTC). Occurrences
+        missed while no worker ran are skipped.
+
+        Setting an id that exists replaces that timer (payload, time, attempts, period).
+        Returns the timer id, generated when not given. Everything is checked before
+        anything is written: InvalidTimerError (a ValueError) for bad arguments,
+        PayloadTypeError (a TypeError) for a payload that does not fit the topic's type.
         """
         topic = check_topic(topic)
-        due = check_due(activate_in, activate_at)
+        period = check_period(every, cron, tz)
+        if period is not None and activate_in is None and activate_at is None:
+            if period.every_ms is not None:
+                due = DueTime(delay_ms=period.every_ms)
+            else:
+                due = DueTime(at_ms=period.next_after(time.time() * 1000, None))
+        else:
+            due = check_due(activate_in, activate_at)
         timer_id = new_timer_id() if timer_id is None else check_timer_id(timer_id)
         spec = self._specs.get(topic)
         envelope = encode_envelope(
@@ -155,6 +190,8 @@ class TimerScheduler:
             check_headers(headers),
             check_correlation_id(correlation_id),
             created_ms=int(time.time() * 1000),
+            period=period,
+            anchor_ms=due.at_ms,
         )
         entry = ScheduleEntry(timer_id, envelope, at_ms=due.at_ms, delay_ms=due.delay_ms)
         with self._redis_errors():
@@ -185,6 +222,7 @@ class TimerScheduler:
                 payload = structure_payload(envelope.payload, spec.payload_type)
             except EnvelopeError as exc:
                 log.warning("timer %s/%s: %s; returning its JSON payload", topic, timer_id, exc)
+        period = envelope.period
         return TimerInfo(
             topic=topic,
             timer_id=timer_id,
@@ -195,7 +233,54 @@ class TimerScheduler:
             payload=payload,
             headers=envelope.headers,
             correlation_id=envelope.correlation_id,
+            every=(
+                dt.timedelta(milliseconds=period.every_ms)
+                if period is not None and period.every_ms is not None
+                else None
+            ),
+            cron=period.cron if period is not None else None,
+            tz=period.tz if period is not None and period.cron is not None else None,
         )
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    def dead_timers(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadTimer]:
+        """Dead-lettered timers of `topic`, in the order they died: `limit` from `offset`."""
+        topic = check_topic(topic)
+        for name, value in (("limit", limit), ("offset", offset)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidTimerError(f"{name} must be an int >= 0, got {value!r}")
+        if limit == 0:
+            return []
+        with self._redis_errors():
+            records = self._store.dead(topic, limit, offset)
+        return [dead_timer_of(topic, record) for record in records]
+
+    def requeue_dead(self, topic: str, timer_id: str | None = None) -> int:
+        """Make one dead-lettered timer (or all of `topic`'s) due now, with its attempts
+        reset; returns how many came back."""
+        topic = check_topic(topic)
+        ids = None if timer_id is None else [check_timer_id(timer_id)]
+        with self._redis_errors():
+            count = self._store.requeue_dead(topic, ids)
+        poller = self._poller
+        if count and poller is not None and topic in self._specs:
+            poller.wake(topic)
+        return count
+
+    def purge_dead(self, topic: str) -> int:
+        """Delete the dead letters of `topic`; returns how many there were."""
+        topic = check_topic(topic)
+        with self._redis_errors():
+            return self._store.purge_dead(topic)
+
+    def metrics(self) -> Metrics:
+        """Counts since this scheduler was created (claimed, succeeded, retried, dead-lettered,
+        rejected, released, lease renewals, stale acks, Redis errors) and handlers running
+        now per topic."""
+        poller = self._poller
+        in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
+        return self._metrics.snapshot(self._tracker.errors, in_flight)
 
     # -- running handlers -----------------------------------------------------------------
 
@@ -237,6 +322,8 @@ class TimerScheduler:
                 self._tracker,
                 default_retry=self._default_retry,
                 max_poll_interval=self._max_poll_interval,
+                hooks=self._hooks,
+                metrics=self._metrics,
             )
             self._lost_to_fork = False
             self._poller.start()
@@ -326,9 +413,15 @@ class TimerScheduler:
                         self._store.execute(batch)
                     break
                 seen.add(timer.timer_id)
-                settle(batch, [(timer, deliver(spec, timer, self._default_retry))])
+                self._metrics.add("claimed")
+                outcome = deliver(
+                    spec, timer, self._default_retry, self._hooks, self._store.server_now_ms
+                )
+                self._metrics.outcome(outcome.kind)
+                settle(batch, [(timer, outcome)])
                 with self._redis_errors():
-                    self._store.execute(batch)
+                    (stale,) = self._store.execute(batch)
+                self._metrics.add("stale_acks", len(stale))
                 ran += 1
         return ran
 

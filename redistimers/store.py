@@ -9,6 +9,7 @@ Redis in one pipelined round trip through `Batch`.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple
@@ -19,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from . import defaults
 
-SCRIPT_NAMES = ("schedule", "claim", "ack", "retry", "extend", "bury", "cancel")
+SCRIPT_NAMES = ("schedule", "claim", "ack", "retry", "extend", "bury", "cancel", "requeue")
 
 
 def _text(value: bytes | str) -> str:
@@ -140,11 +141,14 @@ class Batch:
         keys = (k.due, k.body, k.lease, k.attempts, k.seq)
         self._add("claim", topic, "claim", keys, (lease_ms, min(limit, defaults.CLAIM_BATCH_MAX)))
 
-    def ack(self, topic: str, items: Sequence[tuple[str, str]]) -> None:
-        """Remove delivered timers: (id, token) pairs (stale ids)."""
+    def ack(self, topic: str, items: Sequence[tuple[str, str, float | None]]) -> None:
+        """Settle delivered timers: (id, token, next due ms) triples, where a next due time
+        (of a periodic timer) moves the timer there and None removes it (stale ids)."""
         k = self._store.keys(topic)
         for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
-            args = [part for item in chunk for part in item]
+            args = [k.wake]
+            for timer_id, token, next_ms in chunk:
+                args += [timer_id, token, "" if next_ms is None else repr(float(next_ms))]
             self._add("ack", topic, "ack", (k.due, k.body, k.lease, k.attempts), args)
 
     def retry(self, topic: str, items: Sequence[tuple[str, str, int]]) -> None:
@@ -178,6 +182,15 @@ class Batch:
             self._add("bury", topic, "bury", keys, [part for item in chunk for part in item])
 
 
+@attrs.frozen
+class DeadRecord:
+    """A dead-lettered timer as stored."""
+
+    timer_id: str
+    died_ms: float
+    record: bytes | str
+
+
 class TimerStore:
     """Timers of one namespace in one Redis: schedule, claim, settle, inspect."""
 
@@ -187,6 +200,12 @@ class TimerStore:
         self.topics_key = f"{namespace}:topics"
         self._keys: dict[str, TopicKeys] = {}
         self._registered_topics: set[str] = set()
+        #: Redis's clock minus this machine's, in ms, as of the last claim.
+        self.clock_offset_ms = 0.0
+
+    def server_now_ms(self) -> float:
+        """An estimate of the Redis server's now, from the clock offset seen at claims."""
+        return time.time() * 1000 + self.clock_offset_ms
 
     def keys(self, topic: str) -> TopicKeys:
         """The keys of `topic` (cached: they are built on every round trip)."""
@@ -230,6 +249,49 @@ class TimerStore:
         ops = [_Op("cancel", topic, "cancel", (k.due, k.body, k.lease, k.attempts), (timer_id,))]
         return bool(self._run(ops)[0])
 
+    def dead(self, topic: str, limit: int, offset: int) -> list[DeadRecord]:
+        """Dead letters of a topic, the oldest first: a page of `limit` from `offset`."""
+        k = self.keys(topic)
+        entries: list[tuple[Any, float]] = self.client.zrange(  # type: ignore[assignment]
+            k.dead, offset, offset + limit - 1, withscores=True
+        )
+        if not entries:
+            return []
+        ids = [_text(member) for member, _score in entries]
+        records = self.client.hmget(k.dead_body, ids)
+        return [
+            DeadRecord(timer_id, float(score), record)
+            for timer_id, (_member, score), record in zip(ids, entries, records, strict=True)
+            if record is not None
+        ]
+
+    def requeue_dead(self, topic: str, timer_ids: Sequence[str] | None) -> int:
+        """Make dead letters due now again (all of them when `timer_ids` is None)."""
+        k = self.keys(topic)
+        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+        if timer_ids is not None:
+            ops = [
+                _Op("requeue", topic, "requeue", keys, (k.wake, len(chunk), *chunk))
+                for chunk in _chunks(timer_ids, defaults.SETTLE_BATCH_MAX)
+            ]
+            return sum(int(n) for n in self._run(ops)) if ops else 0
+        total = 0
+        while True:  # the oldest first, a bounded number per script call
+            op = _Op("requeue", topic, "requeue", keys, (k.wake, defaults.SETTLE_BATCH_MAX))
+            back = int(self._run([op])[0])
+            total += back
+            if not self.client.zcard(k.dead):
+                return total
+
+    def purge_dead(self, topic: str) -> int:
+        """Delete every dead letter of a topic; returns how many there were."""
+        k = self.keys(topic)
+        pipe: Any = self.client.pipeline(transaction=True)
+        pipe.zcard(k.dead)
+        pipe.delete(k.dead, k.dead_body)
+        count, _deleted = pipe.execute()
+        return int(count)
+
     def inspect(self, topic: str, timer_id: str) -> StoredTimer | None:
         """A stored timer and the server's now, read in one MULTI."""
         k = self.keys(topic)
@@ -254,9 +316,12 @@ class TimerStore:
         """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle."""
         replies = self._run(batch.ops)
         results: list[Any] = []
+        received_ms = time.time() * 1000
         for op, reply in zip(batch.ops, replies, strict=True):
             if op.kind == "claim":
-                results.append(_claim_result(op.topic, reply))
+                claim = _claim_result(op.topic, reply)
+                self.clock_offset_ms = claim.server_now_ms - received_ms
+                results.append(claim)
             else:
                 results.append([_text(x) for x in reply])
         return results

@@ -81,6 +81,9 @@ def claim(
 
 def settle(store: TimerStore, kind: str, *args: Any) -> list[str]:
     batch = store.batch()
+    if kind == "ack":  # (id, token) pairs: acks that remove the timer (no next occurrence)
+        topic, items = args
+        args = (topic, [(timer_id, token, None) for timer_id, token in items])
     getattr(batch, kind)(*args)
     stale: list[str] = []
     for result in store.execute(batch):  # one list of stale ids per script call
@@ -723,7 +726,7 @@ def test_one_batch_claims_several_topics_and_settles_in_one_round_trip(
     store.schedule("x", [at("x2", past)])
     batch = store.batch()
     assert not batch
-    batch.ack("x", [("x1", x1.token)])
+    batch.ack("x", [("x1", x1.token, None)])
     batch.claim("x", LEASE_MS, 10)
     batch.claim("y", LEASE_MS, 10)
     assert batch
@@ -744,7 +747,7 @@ def test_scripts_are_loaded_again_after_script_flush(
     a, b = claim(store).timers
     redis_client.script_flush()
     batch = store.batch()
-    batch.ack(TOPIC, [("a", a.token)])
+    batch.ack(TOPIC, [("a", a.token, None)])
     batch.retry(TOPIC, [("b", b.token, 0)])
     batch.claim(TOPIC, LEASE_MS, 10)
     acked, retried, claimed = store.execute(batch)

@@ -4,6 +4,8 @@
 --   "at": due at that epoch millisecond; "in": due that many ms after the server's now.
 --   Milliseconds may have a fraction: scores keep microseconds, so a timer due "in 0"
 --   is due at once and none is ever due before its time.
+-- A periodic timer's envelope may begin with '{"a":null,': its grid's anchor, which is
+-- then set to the due time computed here (only the script knows it for "in").
 -- A replaced timer starts fresh: its lease (so an old handler's ack is stale), its
 -- attempt count and any dead letter of that id are cleared. Publishes a wake-up when
 -- one of them became the earliest.
@@ -17,6 +19,9 @@ for i = 0, n - 1 do
   local id, mode, ms, envelope = ARGV[2 + 4 * i], ARGV[3 + 4 * i], ARGV[4 + 4 * i], ARGV[5 + 4 * i]
   local due
   if mode == 'in' then due = now_ms + tonumber(ms) else due = tonumber(ms) end
+  if string.sub(envelope, 1, 10) == '{"a":null,' then
+    envelope = '{"a":' .. string.format('%.3f', due) .. ',' .. string.sub(envelope, 11)
+  end
   zargs[#zargs + 1] = due
   zargs[#zargs + 1] = id
   bodies[#bodies + 1] = id

@@ -1,0 +1,70 @@
+"""Counts of what a scheduler did, for `TimerScheduler.metrics()`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import attrs
+
+#: Outcome kinds -> the counter they add to.
+_OUTCOME_COUNTERS = {
+    "ack": "succeeded",
+    "reject": "rejected",
+    "retry": "retried",
+    "bury": "dead_lettered",
+    "release": "released",
+}
+
+
+@attrs.frozen
+class Metrics:
+    """Counts since the scheduler was created, and what runs right now."""
+
+    #: Timers this scheduler leased for delivery.
+    claimed: int = 0
+    #: Handlers that returned (the timer was removed, or moved to its next occurrence).
+    succeeded: int = 0
+    #: Deliveries to be tried again (a handler raised, or raised RetryTimer).
+    retried: int = 0
+    dead_lettered: int = 0
+    #: Handlers that raised RejectTimer.
+    rejected: int = 0
+    #: Leases handed back at stop(), of timers not started or not finished in time.
+    released: int = 0
+    lease_renewals: int = 0
+    #: Outcomes that Redis ignored because the timer was re-set, cancelled or re-claimed
+    #: meanwhile (its fencing token was stale).
+    stale_acks: int = 0
+    #: Leases found lost while their handler still ran.
+    leases_lost: int = 0
+    #: Redis calls that failed (connection loss, timeouts, a server still loading).
+    redis_errors: int = 0
+    #: Handlers running now, per topic this scheduler handles.
+    in_flight: Mapping[str, int] = attrs.field(factory=dict)
+
+
+class MetricsCounter:
+    """The mutable counts behind `Metrics`. Written by one thread at a time: the poller
+    thread, or the caller of run_pending (which cannot run while the poller does)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def outcome(self, kind: str) -> None:
+        self.counts[_OUTCOME_COUNTERS[kind]] += 1
+
+    def add(self, name: str, count: int = 1) -> None:
+        self.counts[name] += count
+
+    def snapshot(self, redis_errors: int, in_flight: Mapping[str, int]) -> Metrics:
+        return Metrics(
+            **{name: self.counts[name] for name in _NAMES},
+            redis_errors=redis_errors,
+            in_flight=dict(in_flight),
+        )
+
+
+_NAMES = tuple(
+    name for name in attrs.fields_dict(Metrics) if name not in ("redis_errors", "in_flight")
+)
