@@ -16,7 +16,7 @@ from typing import Any, Literal
 import attrs
 
 from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
-from .errors import RedisTimersError, RejectTimer, RetryTimer
+from .errors import RejectTimer, RetryTimer
 from .models import Delivery
 from .retry import RetryPolicy
 from .router import HandlerSpec
@@ -68,8 +68,16 @@ class Hooks:
             return
         try:
             hook(*args)
-        except Exception:
-            log.exception("%s hook %r raised; delivery goes on", name, hook)
+        except BaseException:  # even SystemExit: a hook must not change a delivery's outcome
+            delivery = args[0]
+            log.exception(
+                "%s hook %r raised; delivery goes on", name, hook,
+                extra={
+                    "topic": delivery.topic,
+                    "timer_id": delivery.timer_id,
+                    "attempt": delivery.attempt,
+                },
+            )
 
 
 NO_HOOKS = Hooks()
@@ -80,9 +88,13 @@ def log_extra(timer: ClaimedTimer) -> dict[str, Any]:
     return {"topic": timer.topic, "timer_id": timer.timer_id, "attempt": timer.attempt}
 
 
-def dead_record(timer: ClaimedTimer, reason: str, exc: BaseException | None) -> str:
+def dead_record(
+    timer: ClaimedTimer, reason: str, exc: BaseException | None, attempts: int | None = None
+) -> str:
     """The dead-letter record of a timer: its envelope as stored, why it died, and when."""
-    envelope = timer.envelope.decode() if isinstance(timer.envelope, bytes) else timer.envelope
+    envelope = timer.envelope
+    if isinstance(envelope, bytes):  # kept even when it is not UTF-8 (it may be why it died)
+        envelope = envelope.decode(errors="backslashreplace")
     error: dict[str, Any] = {"reason": reason}
     if exc is not None:
         error["type"] = type(exc).__qualname__
@@ -90,7 +102,12 @@ def dead_record(timer: ClaimedTimer, reason: str, exc: BaseException | None) -> 
         summary = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         error["traceback"] = summary[-MAX_TRACEBACK_CHARS:]
     return json.dumps(
-        {"envelope": envelope, "error": error, "attempts": timer.attempt, "due_ms": timer.due_ms},
+        {
+            "envelope": envelope,
+            "error": error,
+            "attempts": timer.attempt if attempts is None else attempts,
+            "due_ms": timer.due_ms,
+        },
         separators=(",", ":"),
         ensure_ascii=False,
     )
@@ -122,7 +139,9 @@ class _Context:
             )
         return self._delivery
 
-    def bury(self, reason: str, exc: BaseException | None, message: str) -> Outcome:
+    def bury(
+        self, reason: str, exc: BaseException | None, message: str, attempts: int | None = None
+    ) -> Outcome:
         timer = self.timer
         log.error(
             "timer %s/%s moved to dead letters after attempt %d: %s",
@@ -131,13 +150,13 @@ class _Context:
         )
         if self.hooks.on_dead is not None:
             self.hooks.call("on_dead", self.delivery, message)
-        return Outcome("bury", record=dead_record(timer, reason, exc))
+        return Outcome("bury", record=dead_record(timer, reason, exc, attempts))
 
     def failed(self, exc: BaseException, delay: float | None = None) -> Outcome:
         """The handler raised (or asked for a retry after `delay`): deliver again after that
         delay or the policy's backoff, or bury once the policy's attempts are used up."""
         timer, policy = self.timer, self.policy
-        if self.hooks.on_failure is not None:
+        if self.hooks.on_failure is not None and delay is None:  # RetryTimer is no failure
             self.hooks.call("on_failure", self.delivery, exc)
         if policy.exhausted(timer.attempt):
             return self.bury(
@@ -180,15 +199,16 @@ def deliver(
     policy = spec.retry or default_retry
     try:
         envelope = decode_envelope(timer.envelope)
-    except EnvelopeError as exc:
+    except (EnvelopeError, UnicodeDecodeError) as exc:
         return _Context(timer, policy, hooks, None).bury("undecodable", exc, str(exc))
     context = _Context(timer, policy, hooks, envelope)
     if timer.attempt > policy.max_attempts:
         # Earlier deliveries ended without an outcome: their workers died mid-handler.
         return context.bury(
             "lease expired", None,
-            f"attempt {timer.attempt} of {policy.max_attempts} after deliveries that never "
-            "reported back (their workers died or hung past the lease)",
+            f"{timer.attempt - 1} deliveries never reported back (their workers died or "
+            f"hung past the lease) and {policy.max_attempts} are allowed",
+            attempts=timer.attempt - 1,  # this claim started no delivery
         )
     try:
         payload = structure_payload(envelope.payload, spec.payload_type)
@@ -216,7 +236,7 @@ def deliver(
     try:
         now = server_now_ms() if server_now_ms is not None else timer.due_ms
         next_ms = envelope.period.next_after(max(now, timer.due_ms), envelope.anchor_ms)
-    except RedisTimersError as exc:  # say, croniter is missing in this worker
+    except Exception as exc:  # croniter missing in this worker, or a malformed period
         return context.bury("no next occurrence", exc, str(exc))
     return Outcome("ack", next_ms=next_ms)
 

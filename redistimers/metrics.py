@@ -30,7 +30,7 @@ class Metrics:
     dead_lettered: int = 0
     #: Handlers that raised RejectTimer.
     rejected: int = 0
-    #: Leases handed back at stop(), of timers not started or not finished in time.
+    #: Leases handed back at stop(), of timers claimed but not started.
     released: int = 0
     lease_renewals: int = 0
     #: Outcomes that Redis ignored because the timer was re-set, cancelled or re-claimed

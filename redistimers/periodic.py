@@ -47,8 +47,12 @@ class Period:
 
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> Period | None:
+        """The period stored in an envelope; ValueError when it cannot work."""
         if "e" in body:
-            return cls(every_ms=float(body["e"]))
+            every_ms = float(body["e"])
+            if not every_ms >= MIN_EVERY_MS:  # also refuses NaN
+                raise ValueError(f"every must be at least {MIN_EVERY_MS} ms, got {every_ms}")
+            return cls(every_ms=every_ms)
         if "cron" in body:
             return cls(cron=str(body["cron"]), tz=str(body.get("tz") or "UTC"))
         return None

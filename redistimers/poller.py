@@ -82,6 +82,7 @@ class Poller:
         self._default_retry = default_retry
         self._max_poll_interval = max_poll_interval
         self._running: dict[tuple[str, str, str], _Running] = {}
+        self._settling: dict[tuple[str, str], ClaimedTimer] = {}  # outcomes of this turn
         self._next_renewal = math.inf
         self._completed: deque[tuple[ClaimedTimer, Outcome]] = deque()
         self._woken: deque[str | None] = deque()
@@ -162,7 +163,13 @@ class Poller:
                 )
             except BaseException as exc:  # SystemExit and the like must not lose the slot
                 policy = spec.retry or self._default_retry
-                outcome = failure_outcome(timer, exc, policy, self._hooks)
+                try:
+                    outcome = failure_outcome(timer, exc, policy, self._hooks)
+                except BaseException:  # never leave a delivery without an outcome
+                    log.exception("could not decide the outcome of %s/%s; retrying it",
+                                  timer.topic, timer.timer_id, extra=log_extra(timer))
+                    delay_ms = math.ceil(policy.delay(timer.attempt) * 1000)
+                    outcome = Outcome("retry", delay_ms=delay_ms)
         self._completed.append((timer, outcome))
         self._wake.set()
         if self._exited.is_set():
@@ -215,6 +222,7 @@ class Poller:
                 self._topics[timer.topic].in_flight -= 1
                 self._metrics.outcome(outcome.kind)
         settle(batch, outcomes)
+        self._settling = {(timer.topic, timer.timer_id): timer for timer, _ in outcomes}
         self._add_renewals(batch, now)
         stopping = self._stopping.is_set()
         if not stopping:
@@ -291,11 +299,14 @@ class Poller:
                     self._lease_lost(op.topic, timer_id, token)
             elif result:
                 self._metrics.add("stale_acks", len(result))
-                log.info(
-                    "%s of %d timer(s) of topic %s skipped: re-set, cancelled or re-claimed "
-                    "while their handlers ran",
-                    op.kind, len(result), op.topic,
-                )
+                for timer_id in result:
+                    timer = self._settling.get((op.topic, timer_id))
+                    extra = log_extra(timer) if timer else {"topic": op.topic,
+                                                            "timer_id": timer_id, "attempt": None}
+                    log.info(
+                        "%s of timer %s/%s skipped: re-set, cancelled or re-claimed while its "
+                        "handler ran", op.kind, op.topic, timer_id, extra=extra,
+                    )
 
     def _claimed(self, topic: str, result: ClaimResult, now: float) -> None:
         state = self._topics[topic]

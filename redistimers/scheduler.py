@@ -105,6 +105,7 @@ class TimerScheduler:
         self._tracker = OutageTracker(self._where)
         self._lock = threading.Lock()
         self._poller: Poller | None = None
+        self._draining: Poller | None = None  # a poller that stop() waits for
         self._lost_to_fork = False
         _schedulers.add(self)
 
@@ -278,7 +279,7 @@ class TimerScheduler:
         """Counts since this scheduler was created (claimed, succeeded, retried, dead-lettered,
         rejected, released, lease renewals, stale acks, Redis errors) and handlers running
         now per topic."""
-        poller = self._poller
+        poller = self._poller or self._draining
         in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
         return self._metrics.snapshot(self._tracker.errors, in_flight)
 
@@ -339,7 +340,11 @@ class TimerScheduler:
             poller, self._poller = self._poller, None
         if poller is None:
             return True
-        drained = poller.stop(timeout)
+        self._draining = poller
+        try:
+            drained = poller.stop(timeout)
+        finally:
+            self._draining = None
         log.info("scheduler stopped%s", "" if drained else " with handlers still running")
         return drained
 

@@ -1,0 +1,596 @@
+"""Periodic timers: `every` (a fixed-rate grid from the first due time) and `cron`
+(through the optional croniter extra): on the grid, never early, never overlapping,
+missed occurrences skipped, and the series ends or changes only when asked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import sys
+import threading
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+
+from redistimers import (
+    Delivery,
+    InvalidTimerError,
+    RejectTimer,
+    RetryPolicy,
+    Router,
+)
+
+from .helpers import (
+    FAST_RETRY,
+    Call,
+    Recorder,
+    SchedulerFactory,
+    running,
+    server_now,
+    wait_for,
+)
+
+MS = dt.timedelta(milliseconds=1)
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def due_ats(calls: list[Call]) -> list[dt.datetime]:
+    due = []
+    for call in calls:
+        assert call.delivery is not None
+        due.append(call.delivery.due_at)
+    return due
+
+
+def grid_steps(moment: dt.datetime, anchor: dt.datetime, every: dt.timedelta) -> int:
+    """k such that moment == anchor + k * every exactly (to the microsecond); fails if
+    `moment` is off the grid."""
+    steps, rest = divmod(moment - anchor, every)
+    assert rest == dt.timedelta(0), f"{moment} is {rest} off the grid {anchor} + k * {every}"
+    return steps
+
+
+def wait_server_time(client: redis.Redis, moment: dt.datetime, timeout: float = 10.0) -> None:
+    """Wait until the Redis server's clock reaches `moment`."""
+    wait_for(lambda: server_now(client) >= moment, timeout, interval=0.02)
+
+
+# -- every: on the grid -------------------------------------------------------------------
+
+
+def test_every_fires_at_fixed_rate_exactly_on_the_grid_and_never_early(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    every = dt.timedelta(milliseconds=200)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    before = server_now(redis_client)
+    scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    first = info.due_at
+    # By default the first occurrence is one period from now (by the server's clock).
+    assert before + every <= first <= server_now(redis_client) + every
+    with running(scheduler, release):
+        wait_server_time(redis_client, first + 10 * every - 50 * MS)
+        handler.wait_calls(10)
+        assert scheduler.cancel_timer("ticks", "t")
+        observed_until = server_now(redis_client)
+    calls = handler.calls
+    # About ten in two seconds: no burst, no drift, none lost to a slow poller.
+    assert 10 <= len(calls) <= 11
+    assert [grid_steps(d, first, every) for d in due_ats(calls)] == list(range(len(calls)))
+    for call in calls:
+        assert call.delivery is not None
+        assert call.server_now >= call.delivery.due_at, "fired before it was due"
+        assert call.delivery.attempt == 1
+        assert call.payload == "tick"
+    assert observed_until - first < 3 * dt.timedelta(seconds=1)
+
+
+def test_every_through_run_pending_moves_the_same_timer_to_its_next_grid_point(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    every = dt.timedelta(seconds=1)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", {"n": 1}, every=every, activate_in=0, timer_id="t",
+                        headers={"k": "v"})
+    first = scheduler.get_timer("ticks", "t")
+    assert first is not None
+    assert scheduler.run_pending() == 1
+    assert due_ats(handler.calls) == [first.due_at]
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    assert info.due_at == first.due_at + every
+    assert info.attempts == 0
+    assert not info.leased
+    assert info.payload == {"n": 1}
+    assert dict(info.headers) == {"k": "v"}
+    assert info.every == every
+    assert scheduler.run_pending() == 0  # the next one is not due yet
+
+
+def test_two_schedulers_never_deliver_one_occurrence_twice_nor_overlap_a_slow_handler(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    every = dt.timedelta(milliseconds=100)
+    lock = threading.Lock()
+    active = [0]
+    max_active = [0]
+    spans: list[tuple[dt.datetime, dt.datetime, dt.datetime, str]] = []
+
+    def make_handler(name: str) -> Any:
+        def slow(payload: Any, delivery: Delivery) -> None:
+            start = server_now(redis_client)
+            with lock:
+                active[0] += 1
+                max_active[0] = max(max_active[0], active[0])
+            release.wait(0.25)  # longer than the period
+            with lock:
+                active[0] -= 1
+                spans.append((delivery.due_at, start, server_now(redis_client), name))
+        return slow
+
+    routers = []
+    for name in ("a", "b"):
+        router = Router()
+        router.handler("ticks", max_concurrent=4)(make_handler(name))
+        routers.append(router)
+    one, two = make_scheduler(routers[0]), make_scheduler(routers[1])
+    one.set_timer("ticks", None, every=every, timer_id="t")
+    info = one.get_timer("ticks", "t")
+    assert info is not None
+    anchor = info.due_at
+    with running(one, release), running(two, release):
+        wait_for(lambda: len(spans) >= 5)
+        assert one.cancel_timer("ticks", "t")
+    spans.sort()
+    assert max_active[0] == 1, "two deliveries of one periodic timer ran at once"
+    due = [span[0] for span in spans]
+    assert len(set(due)) == len(due), f"an occurrence was delivered twice: {spans}"
+    for (due_a, _start_a, end_a, _), (due_b, start_b, _end_b, _) in itertools.pairwise(spans):
+        assert start_b >= end_a, "the next occurrence started before the last one returned"
+        assert start_b >= due_b
+        # Grid points that passed while the handler ran were skipped, not caught up.
+        assert due_b - due_a >= 3 * every
+        assert due_b > end_a - 5 * MS
+    for moment in due:
+        grid_steps(moment, anchor, every)
+
+
+def test_occurrences_missed_while_no_worker_ran_are_skipped_not_fired_in_a_burst(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    every = dt.timedelta(milliseconds=100)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    anchor = info.due_at
+    wait_server_time(redis_client, anchor + 10 * every)  # about ten occurrences missed
+    with running(scheduler, release):
+        (first,) = handler.wait_calls(1)
+        wait_server_time(redis_client, first.server_now + 4 * every + 50 * MS)
+        calls = handler.wait_calls(4)
+        assert scheduler.cancel_timer("ticks", "t")
+    due = due_ats(calls)
+    # One late delivery of the occurrence that was due, at once...
+    assert due[0] == anchor
+    assert first.server_now - anchor < dt.timedelta(seconds=2)
+    # ...then the grid resumes from the present: the next grid point after that delivery,
+    # and about one per period (not ten missed ones in a row).
+    assert first.server_now < due[1] <= first.server_now + every + 50 * MS
+    assert grid_steps(due[1], anchor, every) >= 10
+    assert len(calls) <= 6
+    steps = [grid_steps(d, anchor, every) for d in due]
+    assert steps == sorted(set(steps))
+
+
+def test_run_pending_on_a_long_overdue_periodic_timer_delivers_once_and_skips_to_the_future(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    every = dt.timedelta(milliseconds=100)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    anchor = server_now(redis_client) - dt.timedelta(seconds=3)  # 30 occurrences ago
+    scheduler.set_timer("ticks", "tick", every=every, activate_at=anchor, timer_id="t")
+    assert scheduler.run_pending() == 1
+    assert due_ats(handler.calls) == [anchor]
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    assert grid_steps(info.due_at, anchor, every) >= 30
+    assert info.due_at > handler.calls[0].server_now
+    assert info.remaining <= every
+
+
+# -- ending and changing the series -------------------------------------------------------
+
+
+def test_cancel_from_inside_the_handler_stops_the_series(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    every = dt.timedelta(milliseconds=100)
+    cancelled: list[bool] = []
+    scheduler_box: list[Any] = []
+
+    def cancel_on_second(payload: Any, delivery: Delivery | None) -> None:
+        if len(handler.calls) == 2:
+            cancelled.append(scheduler_box[0].cancel_timer("ticks", "t"))
+
+    router = Router()
+    handler = Recorder(redis_client, cancel_on_second)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler_box.append(scheduler)
+    scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
+    with running(scheduler, release):
+        calls = handler.wait_calls(2)
+        wait_for(lambda: scheduler.metrics().stale_acks == 1)  # its ack found it gone
+        wait_server_time(redis_client, calls[1].server_now + 4 * every)
+    assert cancelled == [True]
+    assert len(handler.calls) == 2
+    assert scheduler.get_timer("ticks", "t") is None
+    assert redis_client.zcard("redistimers:{ticks}:due") == 0
+    assert redis_client.hlen("redistimers:{ticks}:body") == 0
+
+
+def test_cancel_while_the_handler_runs_stops_the_series(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    every = dt.timedelta(milliseconds=100)
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10))
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
+    with running(scheduler, release):
+        handler.wait_calls(1)
+        info = scheduler.get_timer("ticks", "t")
+        assert info is not None
+        assert info.leased
+        assert scheduler.cancel_timer("ticks", "t")
+        release.set()
+        wait_for(lambda: scheduler.metrics().stale_acks == 1)
+        wait_server_time(redis_client, server_now(redis_client) + 4 * every)
+    assert len(handler.calls) == 1
+    assert scheduler.get_timer("ticks", "t") is None
+    assert scheduler.dead_timers("ticks") == []
+
+
+def test_setting_the_id_again_with_a_new_period_replaces_the_series(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    old, new = dt.timedelta(milliseconds=100), dt.timedelta(milliseconds=300)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "old", every=old, timer_id="t")
+    with running(scheduler, release):
+        handler.wait_calls(2)
+        reset_at = server_now(redis_client)
+        scheduler.set_timer("ticks", "new", every=new, timer_id="t")
+        info = scheduler.get_timer("ticks", "t")
+        assert info is not None
+        assert info.every == new
+        anchor = info.due_at
+        wait_for(lambda: sum(1 for p in handler.payloads if p == "new") >= 3)
+        assert scheduler.cancel_timer("ticks", "t")
+    assert reset_at + new <= anchor
+    calls = handler.calls
+    newer = [c for c in calls if c.payload == "new"]
+    assert [grid_steps(d, anchor, new) for d in due_ats(newer)] == list(range(len(newer)))
+    for call in calls:
+        assert call.delivery is not None
+        if call.payload == "old":
+            # Only occurrences of the old series due before the re-set, none after it.
+            assert call.delivery.due_at < reset_at
+            grid_steps(call.delivery.due_at, due_ats(calls)[0], old)
+
+
+def test_reject_timer_ends_a_periodic_series(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def reject(payload: Any, delivery: Delivery | None) -> None:
+        raise RejectTimer("no longer needed")
+
+    router = Router()
+    handler = Recorder(redis_client, reject)
+    router.handler("ticks", retry=FAST_RETRY)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "tick", every=0.05, activate_in=0, timer_id="t")
+    assert scheduler.run_pending() == 1
+    assert scheduler.get_timer("ticks", "t") is None
+    assert scheduler.dead_timers("ticks") == []
+    assert len(handler.calls) == 1
+
+
+# -- failures of a periodic timer ---------------------------------------------------------
+
+
+def test_failed_occurrence_is_retried_and_the_series_resumes_on_the_original_grid(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    every = dt.timedelta(milliseconds=300)
+
+    def fail_second_occurrence_twice(payload: Any, delivery: Delivery | None) -> None:
+        if len(handler.calls) in (2, 3):
+            raise ValueError("flaky")
+
+    router = Router()
+    handler = Recorder(redis_client, fail_second_occurrence_twice)
+    router.handler("ticks", retry=FAST_RETRY)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    anchor = info.due_at
+    with running(scheduler, release):
+        calls = handler.wait_calls(5)
+        assert scheduler.cancel_timer("ticks", "t")
+    attempts = [c.delivery.attempt for c in calls[:5] if c.delivery]
+    assert attempts == [1, 1, 2, 3, 1]  # attempts start again with the next occurrence
+    due = due_ats(calls[:5])
+    assert due[0] == anchor
+    assert due[1] == anchor + every
+    # The retries waited their backoff (10 ms, then 20 ms) after the failures.
+    assert due[2] >= calls[1].server_now + 10 * MS
+    assert due[3] >= calls[2].server_now + 20 * MS
+    # After the retry succeeded, the next occurrence is the grid's, not retry + period.
+    assert due[4] == anchor + 2 * every
+    assert due[4] < calls[3].server_now + every
+
+
+def test_periodic_timer_failing_every_attempt_is_dead_lettered_and_requeue_resumes_its_grid(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    failing = threading.Event()
+    failing.set()
+
+    def fail_while_set(payload: Any, delivery: Delivery | None) -> None:
+        if failing.is_set():
+            raise RuntimeError("down")
+
+    every = dt.timedelta(milliseconds=100)
+    policy = RetryPolicy(max_attempts=2, initial=0.01, maximum=0.01, jitter=False)
+    router = Router()
+    handler = Recorder(redis_client, fail_while_set)
+    router.handler("ticks", retry=policy)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", "tick", every=every, activate_in=0, timer_id="t")
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    anchor = info.due_at
+    assert scheduler.run_pending() == 1
+    wait_for(lambda: scheduler.run_pending() == 1)  # the retry, 10 ms later
+    assert scheduler.get_timer("ticks", "t") is None  # the series ended in dead letters
+    (dead,) = scheduler.dead_timers("ticks")
+    assert dead.attempts == 2
+    assert dead.error == "RuntimeError: down"
+
+    failing.clear()
+    assert scheduler.requeue_dead("ticks", "t") == 1
+    assert scheduler.run_pending() == 1
+    info = scheduler.get_timer("ticks", "t")
+    assert info is not None
+    assert info.every == every
+    assert info.attempts == 0
+    assert grid_steps(info.due_at, anchor, every) >= 1
+    assert info.due_at > handler.calls[-1].server_now
+
+
+# -- inspection ---------------------------------------------------------------------------
+
+
+def test_get_timer_shows_the_period_cron_and_time_zone(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.set_timer("ticks", 1, every=dt.timedelta(minutes=5), timer_id="every")
+    scheduler.set_timer("ticks", 2, every=1.5, timer_id="every-float")
+    scheduler.set_timer("ticks", 3, cron="*/5 * * * *", tz=BERLIN, timer_id="cron")
+    scheduler.set_timer("ticks", 4, cron="0 * * * *", timer_id="cron-utc")
+    scheduler.set_timer("ticks", 5, activate_in=60, timer_id="once")
+    every = scheduler.get_timer("ticks", "every")
+    every_float = scheduler.get_timer("ticks", "every-float")
+    cron = scheduler.get_timer("ticks", "cron")
+    cron_utc = scheduler.get_timer("ticks", "cron-utc")
+    once = scheduler.get_timer("ticks", "once")
+    assert every is not None
+    assert every_float is not None
+    assert cron is not None
+    assert cron_utc is not None
+    assert once is not None
+    assert (every.every, every.cron, every.tz) == (dt.timedelta(minutes=5), None, None)
+    assert every.remaining > dt.timedelta(minutes=4, seconds=50)
+    assert every_float.every == dt.timedelta(seconds=1.5)
+    assert (cron.every, cron.cron, cron.tz) == (None, "*/5 * * * *", "Europe/Berlin")
+    assert (cron_utc.cron, cron_utc.tz) == ("0 * * * *", "UTC")
+    assert (once.every, once.cron, once.tz) == (None, None, None)
+
+
+# -- cron ---------------------------------------------------------------------------------
+
+
+def test_cron_every_minute_is_first_due_at_the_next_whole_minute(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    scheduler = make_scheduler()
+    before = server_now(redis_client)
+    scheduler.set_timer("reports", "r", cron="* * * * *", tz=BERLIN, timer_id="r")
+    info = scheduler.get_timer("reports", "r")
+    assert info is not None
+    assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
+    assert before < info.due_at <= before + dt.timedelta(minutes=1)
+    assert info.cron == "* * * * *"
+
+
+def test_cron_times_are_read_in_the_given_time_zone(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    scheduler = make_scheduler()
+    before = server_now(redis_client)
+    scheduler.set_timer("reports", "r", cron="30 9 * * *", tz=BERLIN, timer_id="berlin")
+    scheduler.set_timer("reports", "r", cron="30 9 * * *", timer_id="utc")
+    berlin = scheduler.get_timer("reports", "berlin")
+    utc = scheduler.get_timer("reports", "utc")
+    assert berlin is not None
+    assert utc is not None
+    local = berlin.due_at.astimezone(BERLIN)
+    assert (local.hour, local.minute, local.second) == (9, 30, 0)
+    assert (utc.due_at.hour, utc.due_at.minute, utc.due_at.second) == (9, 30, 0)
+    for info in (berlin, utc):
+        assert before < info.due_at <= before + dt.timedelta(days=1)
+
+
+def test_cron_timer_delivered_through_run_pending_moves_to_its_next_time(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("reports")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("reports", "r", cron="* * * * *", tz=BERLIN, activate_in=0,
+                        timer_id="r")
+    assert scheduler.run_pending() == 1
+    delivered_at = handler.calls[0].server_now
+    info = scheduler.get_timer("reports", "r")
+    assert info is not None
+    assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
+    assert delivered_at < info.due_at <= delivered_at + dt.timedelta(minutes=1)
+    assert info.attempts == 0
+    assert (info.cron, info.tz) == ("* * * * *", "Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"cron": "not a cron"}, "not a cron"),
+        ({"cron": "61 * * * *"}, "61 * * * *"),
+        ({"cron": 5}, "cron"),
+        ({"every": dt.timedelta(seconds=1), "cron": "* * * * *"}, "every"),
+        ({"every": 1.0, "tz": BERLIN}, "tz"),
+        ({"tz": BERLIN, "activate_in": 1}, "tz"),
+        ({"cron": "* * * * *", "tz": "Nowhere/Nothing"}, "Nowhere/Nothing"),
+        ({"every": 0}, "every"),
+        ({"every": dt.timedelta(0)}, "every"),
+        ({"every": dt.timedelta(seconds=-1)}, "every"),
+        ({"every": -5.0}, "every"),
+        ({"every": "5s"}, "every"),
+    ],
+)
+def test_bad_period_is_refused_before_anything_is_written(
+    make_scheduler: SchedulerFactory,
+    redis_client: redis.Redis,
+    options: dict[str, Any],
+    words: str,
+) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(InvalidTimerError) as caught:
+        scheduler.set_timer("ticks", "x", timer_id="t", **options)
+    assert words in str(caught.value)
+    assert redis_client.dbsize() == 0
+
+
+def test_cron_without_the_croniter_extra_is_a_clear_error_and_every_still_works(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "croniter", None)  # `import croniter` now fails
+    scheduler = make_scheduler()
+    with pytest.raises(InvalidTimerError, match=r"redistimers\[cron\]") as caught:
+        scheduler.set_timer("reports", "r", cron="* * * * *", timer_id="r")
+    assert "croniter" in str(caught.value)
+    assert redis_client.dbsize() == 0
+    scheduler.set_timer("ticks", "t", every=1.0, timer_id="t")
+    assert scheduler.get_timer("ticks", "t") is not None
+
+
+def test_worker_without_croniter_dead_letters_a_cron_timer_with_a_clear_error(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("reports")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("reports", "r", cron="* * * * *", activate_in=0, timer_id="r")
+    monkeypatch.setitem(sys.modules, "croniter", None)
+    assert scheduler.run_pending() == 1
+    assert len(handler.calls) == 1
+    assert scheduler.get_timer("reports", "r") is None
+    (dead,) = scheduler.dead_timers("reports")
+    assert dead.timer_id == "r"
+    assert "redistimers[cron]" in dead.error
+
+
+def test_periodic_timer_is_not_claimed_again_while_its_delivery_runs(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    """While a handler holds it, the timer is leased (scored at the lease's expiry), so a
+    second worker with free slots finds nothing due even though grid points pass."""
+    every = dt.timedelta(milliseconds=50)
+    router = Router()
+    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10))
+    router.handler("ticks", max_concurrent=5)(handler)
+    one = make_scheduler(router)
+    other_router = Router()
+    other = Recorder(redis_client)
+    other_router.handler("ticks", max_concurrent=5)(other)
+    two = make_scheduler(other_router)
+    one.set_timer("ticks", "tick", every=every, timer_id="t")
+    with running(one, release):
+        handler.wait_calls(1)
+        started = time.monotonic()
+        while time.monotonic() - started < 0.3:  # six grid points pass meanwhile
+            assert two.run_pending() == 0
+            time.sleep(0.05)
+        info = one.get_timer("ticks", "t")
+        assert info is not None
+        assert info.leased
+        assert info.attempts == 1
+    assert other.calls == []
+    assert len(handler.calls) <= 2
+
+
+@pytest.mark.parametrize(
+    "period",
+    [
+        {"a": 1000.0, "e": 0},
+        {"a": 1000.0, "e": -100},
+        {"cron": "not a cron", "tz": "UTC"},
+        {"cron": "* * * * *", "tz": "Nowhere/Nothing"},
+    ],
+    ids=["every-zero", "every-negative", "bad-cron", "unknown-zone"],
+)
+def test_envelope_with_a_malformed_period_is_dead_lettered_not_raised_or_looped(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, period: dict[str, Any]
+) -> None:
+    """Another language wrote a periodic timer whose period cannot work: it ends in the
+    dead letters after one delivery, instead of escaping from run_pending, being retried
+    with its handler run again each time, or being rescheduled into the past for ever."""
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks", retry=FAST_RETRY)(handler)
+    scheduler = make_scheduler(router)
+    envelope = json.dumps({**period, "v": 1, "p": "tick"})
+    redis_client.zadd("redistimers:{ticks}:due", {"t": 0})
+    redis_client.hset("redistimers:{ticks}:body", "t", envelope)
+    assert scheduler.run_pending() == 1
+    assert scheduler.get_timer("ticks", "t") is None
+    (dead,) = scheduler.dead_timers("ticks")
+    assert dead.timer_id == "t"
+    assert dead.attempts == 1
+    assert len(handler.calls) <= 1
