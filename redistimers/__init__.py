@@ -17,7 +17,7 @@ from .errors import (
     SchedulerStateError,
 )
 from .metrics import Metrics
-from .models import DeadTimer, Delivery, TimerInfo
+from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TopicStats
 from .retry import RetryPolicy
 from .router import Router
 from .scheduler import TimerScheduler
@@ -39,6 +39,8 @@ __all__ = [
     "Router",
     "SchedulerStateError",
     "TimerInfo",
+    "TimerPage",
     "TimerScheduler",
+    "TopicStats",
     "__version__",
 ]

@@ -72,3 +72,27 @@ class DeadTimer:
     traceback: str | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
     correlation_id: str | None = None
+
+
+@attrs.frozen
+class TopicStats:
+    """Counts of one topic, from `TimerScheduler.stats`."""
+
+    topic: str
+    #: Timers stored and not dead (running ones included).
+    pending: int
+    #: Timers whose time has come and that no handler holds: the backlog.
+    due: int
+    #: Timers a handler holds right now.
+    leased: int
+    dead: int
+    #: How late the oldest due timer is (None when none is due).
+    oldest_due_lag: dt.timedelta | None
+
+
+@attrs.frozen
+class TimerPage:
+    """A page of `TimerScheduler.list_timers`; `cursor` fetches the next (None: last page)."""
+
+    timers: list[TimerInfo]
+    cursor: str | None

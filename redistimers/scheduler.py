@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -10,7 +9,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -19,18 +18,17 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from . import defaults
-from .codec import EnvelopeError, decode_envelope, encode_envelope, structure_payload
-from .deadletters import dead_timer_of
+from .admin import TimerAdmin
+from .codec import encode_envelope
 from .delivery import Hooks, deliver, settle
 from .errors import (
     ConfigurationError,
-    InvalidTimerError,
-    RedisUnavailableError,
     SchedulerStateError,
 )
-from .metrics import Metrics, MetricsCounter
-from .models import DeadTimer, Delivery, TimerInfo
-from .outage import OutageTracker, is_transient
+from .inspection import TimerInspection
+from .metrics import MetricsCounter
+from .models import Delivery
+from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
@@ -44,7 +42,6 @@ from .validation import (
     check_namespace,
     check_timer_id,
     check_topic,
-    datetime_of_ms,
     new_timer_id,
     seconds_of,
 )
@@ -63,7 +60,7 @@ def describe_location(client: redis.Redis) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
-class TimerScheduler:
+class TimerScheduler(TimerAdmin):
     """Distributed timers on one Redis: any process may schedule; processes with routers
     deliver each due timer of their topics to its handler, at least once, never early.
     """
@@ -89,6 +86,7 @@ class TimerScheduler:
             routers = [routers]
         self._specs: dict[str, HandlerSpec] = merge_routers(routers)
         self._store = TimerStore(client, check_namespace(namespace))
+        self._inspection = TimerInspection(self._store)
         self._default_retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self._default_retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
@@ -207,81 +205,6 @@ class TimerScheduler:
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
         with self._redis_errors():
             return self._store.cancel(topic, timer_id)
-
-    def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
-        """The pending timer `timer_id` of `topic`, or None if there is none."""
-        topic, timer_id = check_topic(topic), check_timer_id(timer_id)
-        with self._redis_errors():
-            stored = self._store.inspect(topic, timer_id)
-        if stored is None:
-            return None
-        envelope = decode_envelope(stored.envelope)
-        spec = self._specs.get(topic)
-        payload = envelope.payload
-        if spec is not None:
-            try:
-                payload = structure_payload(envelope.payload, spec.payload_type)
-            except EnvelopeError as exc:
-                log.warning("timer %s/%s: %s; returning its JSON payload", topic, timer_id, exc)
-        period = envelope.period
-        return TimerInfo(
-            topic=topic,
-            timer_id=timer_id,
-            due_at=datetime_of_ms(stored.score_ms),
-            remaining=dt.timedelta(milliseconds=max(0, stored.score_ms - stored.server_now_ms)),
-            attempts=stored.attempts,
-            leased=stored.leased,
-            payload=payload,
-            headers=envelope.headers,
-            correlation_id=envelope.correlation_id,
-            every=(
-                dt.timedelta(milliseconds=period.every_ms)
-                if period is not None and period.every_ms is not None
-                else None
-            ),
-            cron=period.cron if period is not None else None,
-            tz=period.tz if period is not None and period.cron is not None else None,
-        )
-
-    # -- dead letters ---------------------------------------------------------------------
-
-    def dead_timers(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadTimer]:
-        """Dead-lettered timers of `topic`, in the order they died: `limit` from `offset`."""
-        topic = check_topic(topic)
-        for name, value in (("limit", limit), ("offset", offset)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise InvalidTimerError(f"{name} must be an int >= 0, got {value!r}")
-        if limit == 0:
-            return []
-        with self._redis_errors():
-            records = self._store.dead(topic, limit, offset)
-        return [dead_timer_of(topic, record) for record in records]
-
-    def requeue_dead(self, topic: str, timer_id: str | None = None) -> int:
-        """Make one dead-lettered timer (or all of `topic`'s) due now, with its attempts
-        reset; returns how many came back."""
-        topic = check_topic(topic)
-        ids = None if timer_id is None else [check_timer_id(timer_id)]
-        with self._redis_errors():
-            count = self._store.requeue_dead(topic, ids)
-        poller = self._poller
-        if count and poller is not None and topic in self._specs:
-            poller.wake(topic)
-        return count
-
-    def purge_dead(self, topic: str) -> int:
-        """Delete the dead letters of `topic`; returns how many there were."""
-        topic = check_topic(topic)
-        with self._redis_errors():
-            return self._store.purge_dead(topic)
-
-    def metrics(self) -> Metrics:
-        """Counts since this scheduler was created (claimed, succeeded, retried, dead-lettered,
-        rejected, released, lease renewals, stale acks, Redis errors) and handlers running
-        now per topic."""
-        poller = self._poller or self._draining
-        in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
-        return self._metrics.snapshot(self._tracker.errors, in_flight)
 
     # -- running handlers -----------------------------------------------------------------
 
@@ -431,18 +354,6 @@ class TimerScheduler:
         return ran
 
     # -- helpers --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _redis_errors(self) -> Iterator[None]:
-        """Turn connection errors into RedisUnavailableError naming where Redis was sought."""
-        try:
-            yield
-        except redis.exceptions.RedisError as exc:
-            if not is_transient(exc):
-                raise
-            self._tracker.failed(exc)
-            raise RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}") from exc
-        self._tracker.succeeded()
 
     def _forget_after_fork(self) -> None:
         """In a forked child: the parent's threads do not exist here, and locks they held

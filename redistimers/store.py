@@ -20,10 +20,13 @@ from redis.exceptions import NoScriptError
 
 from . import defaults
 
-SCRIPT_NAMES = ("schedule", "claim", "ack", "retry", "extend", "bury", "cancel", "requeue")
+SCRIPT_NAMES = (
+    "schedule", "claim", "ack", "retry", "extend", "bury", "cancel", "requeue",
+    "stats", "list", "reschedule", "purge",
+)
 
 
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -105,7 +108,9 @@ class StoredTimer:
 
 
 @attrs.frozen
-class _Op:
+class Op:
+    """One script call: which script, on which keys, with which arguments."""
+
     kind: str
     topic: str
     script: str
@@ -113,7 +118,7 @@ class _Op:
     args: tuple[str | int, ...]
 
 
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -122,7 +127,7 @@ class Batch:
 
     def __init__(self, store: TimerStore) -> None:
         self._store = store
-        self.ops: list[_Op] = []
+        self.ops: list[Op] = []
 
     def __bool__(self) -> bool:
         return bool(self.ops)
@@ -133,7 +138,7 @@ class Batch:
         return any(op.kind not in ("claim", "extend") for op in self.ops)
 
     def _add(self, kind: str, topic: str, script: str, keys: tuple[str, ...], args: Any) -> None:
-        self.ops.append(_Op(kind, topic, script, keys, tuple(args)))
+        self.ops.append(Op(kind, topic, script, keys, tuple(args)))
 
     def claim(self, topic: str, lease_ms: int, limit: int) -> None:
         """Lease up to `limit` due timers (ClaimResult)."""
@@ -145,7 +150,7 @@ class Batch:
         """Settle delivered timers: (id, token, next due ms) triples, where a next due time
         (of a periodic timer) moves the timer there and None removes it (stale ids)."""
         k = self._store.keys(topic)
-        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+        for chunk in chunks(items, defaults.SETTLE_BATCH_MAX):
             args = [k.wake]
             for timer_id, token, next_ms in chunk:
                 args += [timer_id, token, "" if next_ms is None else repr(float(next_ms))]
@@ -163,14 +168,14 @@ class Batch:
         self, kind: str, topic: str, items: Sequence[tuple[str, str, int]], uncount: bool
     ) -> None:
         k = self._store.keys(topic)
-        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+        for chunk in chunks(items, defaults.SETTLE_BATCH_MAX):
             args = [k.wake, "1" if uncount else "0", *(part for item in chunk for part in item)]
             self._add(kind, topic, "retry", (k.due, k.lease, k.attempts), args)
 
     def extend(self, topic: str, lease_ms: int, items: Sequence[tuple[str, str]]) -> None:
         """Renew leases of running handlers: (id, token) pairs ((id, token) of lost leases)."""
         k = self._store.keys(topic)
-        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+        for chunk in chunks(items, defaults.SETTLE_BATCH_MAX):
             args = [lease_ms, *(part for item in chunk for part in item)]
             self._add("extend", topic, "extend", (k.due, k.lease), args)
 
@@ -178,17 +183,8 @@ class Batch:
         """Move to dead letters: (id, token, record JSON) triples (stale ids)."""
         k = self._store.keys(topic)
         keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
-        for chunk in _chunks(items, defaults.SETTLE_BATCH_MAX):
+        for chunk in chunks(items, defaults.SETTLE_BATCH_MAX):
             self._add("bury", topic, "bury", keys, [part for item in chunk for part in item])
-
-
-@attrs.frozen
-class DeadRecord:
-    """A dead-lettered timer as stored."""
-
-    timer_id: str
-    died_ms: float
-    record: bytes | str
 
 
 class TimerStore:
@@ -224,16 +220,16 @@ class TimerStore:
         k = self.keys(topic)
         keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
         ops = []
-        for chunk in _chunks(entries, defaults.SCHEDULE_BATCH_MAX):
+        for chunk in chunks(entries, defaults.SCHEDULE_BATCH_MAX):
             args: list[str] = [k.wake]
             for entry in chunk:
                 if entry.at_ms is not None:
                     args += [entry.timer_id, "at", repr(float(entry.at_ms)), entry.envelope]
                 else:
                     args += [entry.timer_id, "in", repr(float(entry.delay_ms or 0)), entry.envelope]
-            ops.append(_Op("schedule", topic, "schedule", keys, tuple(args)))
+            ops.append(Op("schedule", topic, "schedule", keys, tuple(args)))
         register = topic not in self._registered_topics
-        replies = self._run(ops, [("SADD", self.topics_key, topic)] if register else [])
+        replies = self.run(ops, [("SADD", self.topics_key, topic)] if register else [])
         if register:
             self._registered_topics.add(topic)
         woke = False
@@ -246,51 +242,8 @@ class TimerStore:
     def cancel(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; True if it existed."""
         k = self.keys(topic)
-        ops = [_Op("cancel", topic, "cancel", (k.due, k.body, k.lease, k.attempts), (timer_id,))]
-        return bool(self._run(ops)[0])
-
-    def dead(self, topic: str, limit: int, offset: int) -> list[DeadRecord]:
-        """Dead letters of a topic, the oldest first: a page of `limit` from `offset`."""
-        k = self.keys(topic)
-        entries: list[tuple[Any, float]] = self.client.zrange(  # type: ignore[assignment]
-            k.dead, offset, offset + limit - 1, withscores=True
-        )
-        if not entries:
-            return []
-        ids = [_text(member) for member, _score in entries]
-        records = self.client.hmget(k.dead_body, ids)
-        return [
-            DeadRecord(timer_id, float(score), record)
-            for timer_id, (_member, score), record in zip(ids, entries, records, strict=True)
-            if record is not None
-        ]
-
-    def requeue_dead(self, topic: str, timer_ids: Sequence[str] | None) -> int:
-        """Make dead letters due now again (all of them when `timer_ids` is None)."""
-        k = self.keys(topic)
-        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
-        if timer_ids is not None:
-            ops = [
-                _Op("requeue", topic, "requeue", keys, (k.wake, len(chunk), *chunk))
-                for chunk in _chunks(timer_ids, defaults.SETTLE_BATCH_MAX)
-            ]
-            return sum(int(n) for n in self._run(ops)) if ops else 0
-        total = 0
-        while True:  # the oldest first, a bounded number per script call
-            op = _Op("requeue", topic, "requeue", keys, (k.wake, defaults.SETTLE_BATCH_MAX))
-            back = int(self._run([op])[0])
-            total += back
-            if not self.client.zcard(k.dead):
-                return total
-
-    def purge_dead(self, topic: str) -> int:
-        """Delete every dead letter of a topic; returns how many there were."""
-        k = self.keys(topic)
-        pipe: Any = self.client.pipeline(transaction=True)
-        pipe.zcard(k.dead)
-        pipe.delete(k.dead, k.dead_body)
-        count, _deleted = pipe.execute()
-        return int(count)
+        ops = [Op("cancel", topic, "cancel", (k.due, k.body, k.lease, k.attempts), (timer_id,))]
+        return bool(self.run(ops)[0])
 
     def inspect(self, topic: str, timer_id: str) -> StoredTimer | None:
         """A stored timer and the server's now, read in one MULTI."""
@@ -314,7 +267,7 @@ class TimerStore:
 
     def execute(self, batch: Batch) -> list[Any]:
         """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle."""
-        replies = self._run(batch.ops)
+        replies = self.run(batch.ops)
         results: list[Any] = []
         received_ms = time.time() * 1000
         for op, reply in zip(batch.ops, replies, strict=True):
@@ -323,10 +276,10 @@ class TimerStore:
                 self.clock_offset_ms = claim.server_now_ms - received_ms
                 results.append(claim)
             else:
-                results.append([_text(x) for x in reply])
+                results.append([text(x) for x in reply])
         return results
 
-    def _run(self, ops: Sequence[_Op], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
+    def run(self, ops: Sequence[Op], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
         """EVALSHA every op (plus plain commands) in one pipeline; load scripts on NOSCRIPT."""
         pipe: Any = self.client.pipeline(transaction=False)
         for op in ops:
@@ -381,6 +334,6 @@ class TimerStore:
 def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
     timers = []
     for i in range(2, len(reply), 2):
-        token, attempt, due, timer_id = _text(reply[i]).split("\n", 3)
+        token, attempt, due, timer_id = text(reply[i]).split("\n", 3)
         timers.append(ClaimedTimer(topic, timer_id, token, int(attempt), float(due), reply[i + 1]))
     return ClaimResult(timers, float(reply[0]), float(reply[1]) if reply[1] else None)

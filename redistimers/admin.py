@@ -1,0 +1,277 @@
+"""Inspect and repair timers: get, list, count, move, purge, dead letters, metrics.
+
+The part of `TimerScheduler` that operators and admin tools use; it speaks of timers and
+times, and leaves keys and scripts to the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, overload
+
+import redis
+
+from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
+from .deadletters import dead_timer_of
+from .errors import InvalidTimerError, RedisUnavailableError
+from .inspection import TimerInspection
+from .metrics import Metrics, MetricsCounter
+from .models import DeadTimer, TimerInfo, TimerPage, TopicStats
+from .outage import OutageTracker, is_transient
+from .router import HandlerSpec
+from .store import TimerStore
+from .validation import check_due, check_timer_id, check_topic, datetime_of_ms
+
+if TYPE_CHECKING:
+    from .poller import Poller
+
+log = logging.getLogger("redistimers.admin")
+
+
+def _count(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidTimerError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def encode_cursor(score_text: str, timer_id: str) -> str:
+    """An opaque cursor: where the last page ended (its score as stored, and its id)."""
+    raw = json.dumps([score_text, timer_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score_text, timer_id = json.loads(raw)
+        float(score_text)
+    except (ValueError, TypeError) as exc:
+        raise InvalidTimerError(f"cursor {cursor!r} is not one this library returned") from exc
+    if not isinstance(score_text, str) or not isinstance(timer_id, str):
+        raise InvalidTimerError(f"cursor {cursor!r} is not one this library returned")
+    return score_text, timer_id
+
+
+class TimerAdmin:
+    """Read and repair operations of a scheduler (a mixin of `TimerScheduler`)."""
+
+    _store: TimerStore
+    _inspection: TimerInspection
+    _specs: dict[str, HandlerSpec]
+    _tracker: OutageTracker
+    _metrics: MetricsCounter
+    _where: str
+    _poller: Poller | None
+    _draining: Poller | None
+    _lock: threading.Lock
+
+    def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
+        """The pending timer `timer_id` of `topic`, or None if there is none."""
+        topic, timer_id = check_topic(topic), check_timer_id(timer_id)
+        with self._redis_errors():
+            stored = self._store.inspect(topic, timer_id)
+        if stored is None:
+            return None
+        return self._timer_info(
+            topic, timer_id, stored.envelope, stored.score_ms, stored.server_now_ms,
+            stored.attempts, stored.leased,
+        )
+
+    def _timer_info(
+        self,
+        topic: str,
+        timer_id: str,
+        raw_envelope: bytes | str,
+        score_ms: float,
+        server_now_ms: float,
+        attempts: int,
+        leased: bool,
+    ) -> TimerInfo:
+        """A TimerInfo from what the store holds; the payload in the topic's type when this
+        process knows it (its JSON form when it no longer decodes)."""
+        try:
+            envelope = decode_envelope(raw_envelope)
+        except EnvelopeError as exc:  # shown as stored, so that it can be found and fixed
+            log.warning("timer %s/%s: %s", topic, timer_id, exc)
+            text = raw_envelope.decode(errors="replace") if isinstance(raw_envelope, bytes) else (
+                raw_envelope
+            )
+            envelope = Envelope(payload=text)
+        spec = self._specs.get(topic)
+        payload = envelope.payload
+        if spec is not None:
+            try:
+                payload = structure_payload(envelope.payload, spec.payload_type)
+            except EnvelopeError as exc:
+                log.warning("timer %s/%s: %s; returning its JSON payload", topic, timer_id, exc)
+        period = envelope.period
+        return TimerInfo(
+            topic=topic,
+            timer_id=timer_id,
+            due_at=datetime_of_ms(score_ms),
+            remaining=dt.timedelta(milliseconds=max(0.0, score_ms - server_now_ms)),
+            attempts=attempts,
+            leased=leased,
+            payload=payload,
+            headers=envelope.headers,
+            correlation_id=envelope.correlation_id,
+            every=(
+                dt.timedelta(milliseconds=period.every_ms)
+                if period is not None and period.every_ms is not None
+                else None
+            ),
+            cron=period.cron if period is not None else None,
+            tz=period.tz if period is not None and period.cron is not None else None,
+        )
+
+    # -- topics and timers ----------------------------------------------------------------
+
+    def topics(self) -> list[str]:
+        """Every topic a timer was ever scheduled on in this namespace, sorted."""
+        with self._redis_errors():
+            return self._inspection.topics()
+
+    @overload
+    def stats(self, topic: str) -> TopicStats: ...
+
+    @overload
+    def stats(self, topic: None = None) -> dict[str, TopicStats]: ...
+
+    def stats(self, topic: str | None = None) -> TopicStats | dict[str, TopicStats]:
+        """Counts of one topic, or of every known topic (a dict by topic): pending timers,
+        those due now, leased (handlers running), dead letters, and how late the oldest
+        due timer is."""
+        topics = [check_topic(topic)] if topic is not None else None
+        with self._redis_errors():
+            if topics is None:
+                topics = self._inspection.topics()
+            counts = self._inspection.stats(topics)
+        result = {}
+        for name, stored in zip(topics, counts, strict=True):
+            lag = None
+            if stored.first_ms is not None and stored.first_ms <= stored.server_now_ms:
+                lag = dt.timedelta(milliseconds=stored.server_now_ms - stored.first_ms)
+            result[name] = TopicStats(
+                topic=name,
+                pending=stored.pending,
+                due=stored.due,
+                leased=stored.leased,
+                dead=stored.dead,
+                oldest_due_lag=lag,
+            )
+        return result[topic] if topic is not None else result
+
+    def list_timers(
+        self,
+        topic: str,
+        *,
+        due_before: dt.datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> TimerPage:
+        """A page of `topic`'s pending timers in due order (leased ones at their lease's
+        expiry). Pass the page's `cursor` to get the next one; it stays exact while timers
+        come and go. `due_before` (aware) keeps only timers due before it."""
+        topic = check_topic(topic)
+        _count("limit", limit, 1)
+        after = decode_cursor(cursor) if cursor is not None else None
+        before_ms = None
+        if due_before is not None:
+            due = check_due(None, due_before)
+            before_ms = due.at_ms
+        with self._redis_errors():
+            now, listed = self._inspection.list_page(topic, after, before_ms, limit)
+        timers = [
+            self._timer_info(
+                topic, item.timer_id, item.envelope, item.score_ms, now, item.attempts, item.leased
+            )
+            for item in listed
+        ]
+        next_cursor = None
+        if len(listed) == limit:
+            next_cursor = encode_cursor(listed[-1].score_text, listed[-1].timer_id)
+        return TimerPage(timers=timers, cursor=next_cursor)
+
+    def reschedule(
+        self,
+        topic: str,
+        timer_id: str,
+        *,
+        activate_in: dt.timedelta | float | None = None,
+        activate_at: dt.datetime | None = None,
+    ) -> bool:
+        """Move a pending timer to a new due time, keeping its payload, headers and period.
+        False when there is no such timer, or a handler is running it (it is not moved
+        under its running handler)."""
+        topic, timer_id = check_topic(topic), check_timer_id(timer_id)
+        due = check_due(activate_in, activate_at)
+        with self._redis_errors():
+            moved = self._inspection.reschedule(topic, timer_id, due.at_ms, due.delay_ms)
+        poller = self._poller
+        if moved == 1 and poller is not None and topic in self._specs:
+            poller.wake(topic)
+        return moved == 1
+
+    def purge(self, topic: str) -> int:
+        """Remove every pending timer of `topic` (dead letters are kept); returns how many."""
+        topic = check_topic(topic)
+        with self._redis_errors():
+            return self._inspection.purge(topic)
+
+    # -- dead letters ---------------------------------------------------------------------
+
+    def dead_timers(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadTimer]:
+        """Dead-lettered timers of `topic`, in the order they died: `limit` from `offset`."""
+        topic = check_topic(topic)
+        _count("limit", limit, 0)
+        _count("offset", offset, 0)
+        if limit == 0:
+            return []
+        with self._redis_errors():
+            records = self._inspection.dead(topic, limit, offset)
+        return [dead_timer_of(topic, record) for record in records]
+
+    def requeue_dead(self, topic: str, timer_id: str | None = None) -> int:
+        """Make one dead-lettered timer (or all of `topic`'s) due now, with its attempts
+        reset; returns how many came back."""
+        topic = check_topic(topic)
+        ids = None if timer_id is None else [check_timer_id(timer_id)]
+        with self._redis_errors():
+            count = self._inspection.requeue_dead(topic, ids)
+        poller = self._poller
+        if count and poller is not None and topic in self._specs:
+            poller.wake(topic)
+        return count
+
+    def purge_dead(self, topic: str) -> int:
+        """Delete the dead letters of `topic`; returns how many there were."""
+        topic = check_topic(topic)
+        with self._redis_errors():
+            return self._inspection.purge_dead(topic)
+
+    def metrics(self) -> Metrics:
+        """Counts since this scheduler was created (claimed, succeeded, retried, dead-lettered,
+        rejected, released, lease renewals, stale acks, Redis errors) and handlers running
+        now per topic."""
+        poller = self._poller or self._draining
+        in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
+        return self._metrics.snapshot(self._tracker.errors, in_flight)
+
+    @contextlib.contextmanager
+    def _redis_errors(self) -> Iterator[None]:
+        """Turn connection errors into RedisUnavailableError naming where Redis was sought."""
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            if not is_transient(exc):
+                raise
+            self._tracker.failed(exc)
+            raise RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}") from exc
+        self._tracker.succeeded()
+

@@ -1,0 +1,1 @@
+"""Integrations that pull in optional dependencies: Flask, the HTTP admin API, webhooks."""

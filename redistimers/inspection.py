@@ -1,0 +1,157 @@
+"""Inspection and repair of stored timers: topics, counts, pages in due order, moves,
+purges and dead letters. Part of the store: this and `store.py` are the only code that
+knows keys and scripts, and every operation touches one topic's cluster slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from . import defaults
+from .store import Op, TimerStore, chunks, text
+
+
+@attrs.frozen
+class StoredStats:
+    """Counts of one topic, with the server's now."""
+
+    server_now_ms: float
+    pending: int
+    due: int
+    leased: int
+    dead: int
+    first_ms: float | None
+
+
+@attrs.frozen
+class ListedTimer:
+    """One timer of a listing."""
+
+    timer_id: str
+    score_ms: float
+    #: The score exactly as Redis wrote it, for a cursor that lands on it again.
+    score_text: str
+    leased: bool
+    attempts: int
+    envelope: bytes | str
+
+
+@attrs.frozen
+class DeadRecord:
+    """A dead-lettered timer as stored."""
+
+    timer_id: str
+    died_ms: float
+    record: bytes | str
+
+
+class TimerInspection:
+    """Read and repair operations on a `TimerStore`'s timers."""
+
+    def __init__(self, store: TimerStore) -> None:
+        self._store = store
+
+    def topics(self) -> list[str]:
+        """Every topic ever scheduled in this namespace."""
+        return sorted(text(t) for t in self._store.client.smembers(self._store.topics_key))
+
+    def stats(self, topics: Sequence[str]) -> list[StoredStats]:
+        """Counts of each topic, one script call each, in one round trip."""
+        ops = []
+        for topic in topics:
+            k = self._store.keys(topic)
+            ops.append(Op("stats", topic, "stats", (k.due, k.lease, k.dead), ()))
+        return [
+            StoredStats(
+                server_now_ms=float(now), pending=int(pending), due=int(due),
+                leased=int(leased), dead=int(dead), first_ms=float(first) if first else None,
+            )
+            for now, pending, due, leased, dead, first in self._store.run(ops)
+        ] if ops else []
+
+    def list_page(
+        self, topic: str, after: tuple[str, str] | None, due_before_ms: float | None, limit: int
+    ) -> tuple[float, list[ListedTimer]]:
+        """A page of timers in due order after `after` (a score as Redis wrote it, an id)."""
+        k = self._store.keys(topic)
+        args = (
+            *(after or ("-inf", "")),
+            "+inf" if due_before_ms is None else f"({due_before_ms!r}",
+            limit,
+        )
+        op = Op("list", topic, "list", (k.due, k.body, k.lease, k.attempts), args)
+        reply = self._store.run([op])
+        now, *items = reply[0]
+        return float(now), [
+            ListedTimer(
+                timer_id=text(items[i]),
+                score_ms=float(items[i + 1]),
+                score_text=text(items[i + 1]),
+                leased=bool(int(items[i + 2])),
+                attempts=int(items[i + 3]),
+                envelope=items[i + 4],
+            )
+            for i in range(0, len(items), 5)
+        ]
+
+    def reschedule(
+        self, topic: str, timer_id: str, at_ms: float | None, delay_ms: float | None
+    ) -> int:
+        """Move a pending timer: 1 moved, 0 no such timer, -1 a handler holds it."""
+        k = self._store.keys(topic)
+        mode, ms = ("at", at_ms) if at_ms is not None else ("in", delay_ms or 0.0)
+        args = (k.wake, timer_id, mode, repr(float(ms)))
+        op = Op("reschedule", topic, "reschedule", (k.due, k.body, k.lease), args)
+        return int(self._store.run([op])[0])
+
+    def purge(self, topic: str) -> int:
+        """Remove every pending timer of a topic; returns how many."""
+        k = self._store.keys(topic)
+        keys = (k.due, k.body, k.lease, k.attempts)
+        return int(self._store.run([Op("purge", topic, "purge", keys, ())])[0])
+
+    def dead(self, topic: str, limit: int, offset: int) -> list[DeadRecord]:
+        """Dead letters of a topic, the oldest first: a page of `limit` from `offset`."""
+        k = self._store.keys(topic)
+        entries: list[tuple[Any, float]] = self._store.client.zrange(  # type: ignore[assignment]
+            k.dead, offset, offset + limit - 1, withscores=True
+        )
+        if not entries:
+            return []
+        ids = [text(member) for member, _score in entries]
+        records = self._store.client.hmget(k.dead_body, ids)
+        return [
+            DeadRecord(timer_id, float(score), record)
+            for timer_id, (_member, score), record in zip(ids, entries, records, strict=True)
+            if record is not None
+        ]
+
+    def requeue_dead(self, topic: str, timer_ids: Sequence[str] | None) -> int:
+        """Make dead letters due now again (all of them when `timer_ids` is None)."""
+        k = self._store.keys(topic)
+        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+        if timer_ids is not None:
+            ops = [
+                Op("requeue", topic, "requeue", keys, (k.wake, len(chunk), *chunk))
+                for chunk in chunks(timer_ids, defaults.SETTLE_BATCH_MAX)
+            ]
+            return sum(int(n) for n in self._store.run(ops)) if ops else 0
+        total = 0
+        while True:  # the oldest first, a bounded number per script call
+            op = Op("requeue", topic, "requeue", keys, (k.wake, defaults.SETTLE_BATCH_MAX))
+            back = int(self._store.run([op])[0])
+            total += back
+            if not self._store.client.zcard(k.dead):
+                return total
+
+    def purge_dead(self, topic: str) -> int:
+        """Delete every dead letter of a topic; returns how many there were."""
+        k = self._store.keys(topic)
+        pipe: Any = self._store.client.pipeline(transaction=True)
+        pipe.zcard(k.dead)
+        pipe.delete(k.dead, k.dead_body)
+        count, _deleted = pipe.execute()
+        return int(count)
