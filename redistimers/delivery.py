@@ -222,6 +222,8 @@ def deliver(
     except RetryTimer as request:
         return context.failed(request, delay=request.delay)
     except RejectTimer as rejection:
+        if rejection.dead_letter:
+            return context.bury("rejected", rejection, f"rejected by its handler: {rejection}")
         log.warning(
             "timer %s/%s rejected by its handler and removed: %s",
             timer.topic, timer.timer_id, rejection, extra=log_extra(timer),

@@ -43,4 +43,10 @@ class RetryTimer(Exception):
 
 
 class RejectTimer(Exception):
-    """Raise from a handler to remove the timer for good, without retrying it."""
+    """Raise from a handler to give the timer up at once, without retrying it: removed
+    for good, or with `dead_letter=True` kept in the dead letters with this error (for a
+    permanent failure someone should see, such as a webhook URL that is not allowed)."""
+
+    def __init__(self, reason: str = "", *, dead_letter: bool = False) -> None:
+        super().__init__(reason)
+        self.dead_letter = dead_letter

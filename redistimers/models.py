@@ -63,7 +63,8 @@ class DeadTimer:
     #: What killed it, e.g. "ValueError: card declined".
     error: str
     #: "failed" (the handler raised on the last attempt), "undecodable", "lease expired"
-    #: (workers died mid-handler until no attempt was left), "no next occurrence".
+    #: (workers died mid-handler until no attempt was left), "rejected" (the handler
+    #: raised RejectTimer(dead_letter=True)), "no next occurrence".
     reason: str
     attempts: int
     died_at: dt.datetime
