@@ -122,6 +122,26 @@ def test_reject_timer_removes_the_timer_for_good(
     assert redis_client.exists("redistimers:{ticks}:due", "redistimers:{ticks}:body") == 0
 
 
+def test_reject_timer_with_dead_letter_keeps_it_in_the_dead_letters_at_once(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    def reject(payload: Any, delivery: Delivery | None) -> None:
+        raise RejectTimer("url not allowed", dead_letter=True)
+
+    router = Router()
+    handler = Recorder(redis_client, reject)
+    router.handler("hooks", retry=FAST_RETRY)(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("hooks", {"url": "http://10.0.0.1/"}, activate_in=0, timer_id="w")
+    assert scheduler.run_pending() == 1
+    assert len(handler.calls) == 1  # not retried although attempts were left
+    assert scheduler.get_timer("hooks", "w") is None
+    (dead,) = scheduler.dead_timers("hooks")
+    assert (dead.timer_id, dead.reason, dead.attempts) == ("w", "rejected", 1)
+    assert dead.error == "RejectTimer: url not allowed"
+    assert dead.payload == {"url": "http://10.0.0.1/"}
+
+
 def test_retry_timer_counts_toward_max_attempts_then_dead_letters_with_its_request(
     make_scheduler: SchedulerFactory, redis_client: redis.Redis
 ) -> None:
