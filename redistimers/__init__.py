@@ -17,7 +17,7 @@ from .errors import (
     SchedulerStateError,
 )
 from .metrics import Metrics
-from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TopicStats
+from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats
 from .retry import RetryPolicy
 from .router import Router
 from .scheduler import TimerScheduler
@@ -41,6 +41,7 @@ __all__ = [
     "TimerInfo",
     "TimerPage",
     "TimerScheduler",
+    "TimerSpec",
     "TopicStats",
     "__version__",
 ]

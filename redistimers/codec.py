@@ -116,7 +116,36 @@ def encode_envelope(
     if period is not None and period.every_ms is not None:
         body["a"] = anchor_ms
     body["v"] = ENVELOPE_VERSION
+    if payload_type is None and type(payload) in _JSON_NATIVE:
+        # Fast path: JSON-native payloads need no cattrs; anything else json refuses
+        # goes the long way below.
+        body["p"] = payload
+        try:
+            return _dumps(_finish(body, period, headers, correlation_id, created_ms))
+        except (TypeError, ValueError, RecursionError):
+            pass
     body["p"] = unstructure_payload(topic, payload, payload_type)
+    _finish(body, period, headers, correlation_id, created_ms)
+    try:
+        return _dumps(body)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PayloadTypeError(
+            f"payload for topic {topic!r} ({type(payload).__name__}) cannot be stored as JSON: "
+            f"{exc}"
+        ) from exc
+
+
+_JSON_NATIVE = (dict, list, str, int, float, bool, type(None))
+
+
+def _finish(
+    body: dict[str, Any],
+    period: Period | None,
+    headers: Mapping[str, str],
+    correlation_id: str | None,
+    created_ms: int,
+) -> dict[str, Any]:
+    """The envelope's fields after the payload."""
     if period is not None:
         body.update(period.to_wire())
     if headers:
@@ -124,13 +153,15 @@ def encode_envelope(
     if correlation_id is not None:
         body["c"] = correlation_id
     body["t"] = created_ms
-    try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise PayloadTypeError(
-            f"payload for topic {topic!r} ({type(payload).__name__}) cannot be stored as JSON: "
-            f"{exc}"
-        ) from exc
+    return body
+
+
+#: One encoder for every envelope: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _dumps(body: dict[str, Any]) -> str:
+    return _ENCODER.encode(body)
 
 
 def decode_envelope(raw: bytes | str) -> Envelope:

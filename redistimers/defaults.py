@@ -34,6 +34,10 @@ CLAIM_BATCH_MAX = 1000
 SETTLE_BATCH_MAX = 1000
 SCHEDULE_BATCH_MAX = 1000
 
+#: Script calls of a bulk set_timers sent in one pipelined round trip: 10,000 timers per
+#: round trip keeps the client busy encoding while Redis works, and replies small.
+SCHEDULE_CALLS_PER_ROUND_TRIP = 10
+
 #: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
 SHUTDOWN_TIMEOUT = 10.0
 

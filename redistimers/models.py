@@ -97,3 +97,19 @@ class TimerPage:
 
     timers: list[TimerInfo]
     cursor: str | None
+
+
+@attrs.frozen
+class TimerSpec:
+    """One timer for `TimerScheduler.set_timers`: the arguments of `set_timer`."""
+
+    topic: str
+    payload: Any
+    activate_in: dt.timedelta | float | None = None
+    activate_at: dt.datetime | None = None
+    timer_id: str | None = None
+    headers: Mapping[str, str] | None = None
+    correlation_id: str | None = None
+    every: dt.timedelta | float | None = None
+    cron: str | None = None
+    tz: Any = None

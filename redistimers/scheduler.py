@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -21,13 +21,10 @@ from . import defaults
 from .admin import TimerAdmin
 from .codec import encode_envelope
 from .delivery import Hooks, deliver, settle
-from .errors import (
-    ConfigurationError,
-    SchedulerStateError,
-)
+from .errors import ConfigurationError, InvalidTimerError, SchedulerStateError
 from .inspection import TimerInspection
 from .metrics import MetricsCounter
-from .models import Delivery
+from .models import Delivery, TimerSpec
 from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
@@ -47,6 +44,11 @@ from .validation import (
 )
 
 log = logging.getLogger("redistimers.scheduler")
+
+
+class _Entry(NamedTuple):
+    topic: str
+    scheduled: ScheduleEntry
 
 _schedulers: weakref.WeakSet[TimerScheduler] = weakref.WeakSet()
 
@@ -171,34 +173,66 @@ class TimerScheduler(TimerAdmin):
         anything is written: InvalidTimerError (a ValueError) for bad arguments,
         PayloadTypeError (a TypeError) for a payload that does not fit the topic's type.
         """
-        topic = check_topic(topic)
-        period = check_period(every, cron, tz)
-        if period is not None and activate_in is None and activate_at is None:
+        entry = self._entry(
+            TimerSpec(
+                topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
+                every, cron, tz,
+            )
+        )
+        with self._redis_errors():
+            woke, _ = self._store.schedule(entry.topic, [entry.scheduled])
+        if woke:
+            self._wake_locally({entry.topic})
+        return entry.scheduled.timer_id
+
+    def set_timers(self, timers: Iterable[TimerSpec]) -> list[str]:
+        """Schedule many timers, each as `set_timer` would (same id replaces, wake-ups),
+        in pipelined chunks: about 10,000 timers per round trip. Every timer is checked
+        before anything is written. Returns their ids, in order."""
+        entries = [self._entry(spec) for spec in timers]
+        by_topic: dict[str, list[ScheduleEntry]] = {}
+        for entry in entries:
+            by_topic.setdefault(entry.topic, []).append(entry.scheduled)
+        with self._redis_errors():
+            woke, _ = self._store.schedule_many(by_topic)
+        self._wake_locally(woke)
+        return [entry.scheduled.timer_id for entry in entries]
+
+    def _entry(self, spec: TimerSpec) -> _Entry:
+        """A timer checked and encoded, ready to write; raises before anything is written."""
+        if not isinstance(spec, TimerSpec):
+            raise InvalidTimerError(f"set_timers takes TimerSpec values, got {type(spec).__name__}")
+        topic = check_topic(spec.topic)
+        period = check_period(spec.every, spec.cron, spec.tz)
+        if period is not None and spec.activate_in is None and spec.activate_at is None:
             if period.every_ms is not None:
                 due = DueTime(delay_ms=period.every_ms)
             else:
                 due = DueTime(at_ms=period.next_after(time.time() * 1000, None))
         else:
-            due = check_due(activate_in, activate_at)
-        timer_id = new_timer_id() if timer_id is None else check_timer_id(timer_id)
-        spec = self._specs.get(topic)
+            due = check_due(spec.activate_in, spec.activate_at)
+        timer_id = new_timer_id() if spec.timer_id is None else check_timer_id(spec.timer_id)
+        handler = self._specs.get(topic)
         envelope = encode_envelope(
             topic,
-            payload,
-            spec.payload_type if spec else None,
-            check_headers(headers),
-            check_correlation_id(correlation_id),
+            spec.payload,
+            handler.payload_type if handler else None,
+            check_headers(spec.headers),
+            check_correlation_id(spec.correlation_id),
             created_ms=int(time.time() * 1000),
             period=period,
             anchor_ms=due.at_ms,
         )
-        entry = ScheduleEntry(timer_id, envelope, at_ms=due.at_ms, delay_ms=due.delay_ms)
-        with self._redis_errors():
-            woke, _ = self._store.schedule(topic, [entry])
+        return _Entry(topic, ScheduleEntry(timer_id, envelope, due.at_ms, due.delay_ms))
+
+    def _wake_locally(self, topics: set[str]) -> None:
+        """Topics whose earliest timer this process just changed: claim them now, without
+        waiting for the pub/sub message."""
         poller = self._poller
-        if woke and poller is not None and spec is not None:
-            poller.wake(topic)
-        return timer_id
+        if poller is not None:
+            for topic in topics:
+                if topic in self._specs:
+                    poller.wake(topic)
 
     def cancel_timer(self, topic: str, timer_id: str) -> bool:
         """Remove a timer so it never fires (again); True if it existed."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -62,8 +62,7 @@ class TopicKeys:
         return cls(*(prefix + kind for kind in attrs.fields_dict(cls)))
 
 
-@attrs.frozen
-class ScheduleEntry:
+class ScheduleEntry(NamedTuple):
     """One timer to write: at an epoch millisecond, or after a delay from Redis's now.
 
     Times are milliseconds with a fraction: scores keep microseconds.
@@ -217,26 +216,40 @@ class TimerStore:
         self, topic: str, entries: Sequence[ScheduleEntry]
     ) -> tuple[bool, list[float]]:
         """Write timers (a same id replaces); returns (a wake-up was published, due ms each)."""
-        k = self.keys(topic)
-        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+        woke, due = self.schedule_many({topic: entries})
+        return topic in woke, due[topic]
+
+    def schedule_many(
+        self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]]
+    ) -> tuple[set[str], dict[str, list[float]]]:
+        """Write timers of several topics: a script call per chunk of SCHEDULE_BATCH_MAX,
+        SCHEDULE_CALLS_PER_ROUND_TRIP calls per pipelined round trip. Returns the topics
+        whose earliest timer changed (a wake-up was published) and the due ms of each."""
         ops = []
-        for chunk in chunks(entries, defaults.SCHEDULE_BATCH_MAX):
-            args: list[str] = [k.wake]
-            for entry in chunk:
-                if entry.at_ms is not None:
-                    args += [entry.timer_id, "at", repr(float(entry.at_ms)), entry.envelope]
-                else:
-                    args += [entry.timer_id, "in", repr(float(entry.delay_ms or 0)), entry.envelope]
-            ops.append(Op("schedule", topic, "schedule", keys, tuple(args)))
-        register = topic not in self._registered_topics
-        replies = self.run(ops, [("SADD", self.topics_key, topic)] if register else [])
-        if register:
-            self._registered_topics.add(topic)
-        woke = False
-        due: list[float] = []
-        for reply in replies[: len(ops)]:
-            woke = woke or bool(reply[0])
-            due += [float(d) for d in reply[1:]]
+        for topic, entries in entries_by_topic.items():
+            k = self.keys(topic)
+            keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+            for chunk in chunks(entries, defaults.SCHEDULE_BATCH_MAX):
+                records = "\x1e".join(
+                    f"{e.timer_id}\x1fat\x1f{e.at_ms!r}\x1f{e.envelope}"
+                    if e.at_ms is not None
+                    else f"{e.timer_id}\x1fin\x1f{float(e.delay_ms or 0)!r}\x1f{e.envelope}"
+                    for e in chunk
+                )
+                ops.append(Op("schedule", topic, "schedule", keys, (k.wake, records)))
+        new_topics = [t for t in entries_by_topic if t not in self._registered_topics]
+        register = [("SADD", self.topics_key, *new_topics)] if new_topics else []
+        woke: set[str] = set()
+        due: dict[str, list[float]] = {topic: [] for topic in entries_by_topic}
+        step = defaults.SCHEDULE_CALLS_PER_ROUND_TRIP
+        for start in range(0, len(ops), step):
+            group = ops[start : start + step]
+            replies = self.run(group, register if start == 0 else [])
+            for op, reply in zip(group, replies, strict=False):
+                if reply[0]:
+                    woke.add(op.topic)
+                due[op.topic] += [float(d) for d in text(reply[1]).split(",")]
+        self._registered_topics.update(new_topics)
         return woke, due
 
     def cancel(self, topic: str, timer_id: str) -> bool:
