@@ -23,6 +23,7 @@ from redistimers import (
     Router,
     TimerInfo,
     TimerScheduler,
+    TimerSpec,
 )
 from redistimers.testing import RedisServer
 
@@ -656,3 +657,69 @@ def test_scheduler_works_with_a_decoding_client_and_leaves_its_settings_alone(
     finally:
         scheduler.stop(timeout=5)
         client.close()
+
+
+# -- bulk scheduling ----------------------------------------------------------------------
+
+
+def test_set_timers_writes_many_timers_of_several_topics_and_returns_their_ids(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    specs = [
+        TimerSpec("bulk-a" if i % 2 else "bulk-b", {"n": i}, activate_in=60, timer_id=f"t{i}")
+        for i in range(2500)  # more than one script call per topic
+    ]
+    specs.append(TimerSpec("bulk-a", {"n": -1}, activate_in=60))  # a generated id
+    ids = scheduler.set_timers(specs)
+    assert ids[:2500] == [f"t{i}" for i in range(2500)]
+    assert len(ids[2500]) == 22
+    assert scheduler.stats("bulk-a").pending == 1251
+    assert scheduler.stats("bulk-b").pending == 1250
+    info = scheduler.get_timer("bulk-a", "t7")
+    assert info is not None
+    assert info.payload == {"n": 7}
+
+
+def test_set_timers_checks_every_timer_before_writing_any(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    scheduler = make_scheduler()
+    specs = [TimerSpec("bulk", i, activate_in=60) for i in range(10)]
+    specs.insert(5, TimerSpec("bulk", 5, activate_at=dt.datetime(2030, 1, 1)))  # naive
+    with pytest.raises(InvalidTimerError, match="timezone-aware"):
+        scheduler.set_timers(specs)
+    assert redis_client.keys("*") == []
+
+
+def test_set_timers_replaces_timers_with_the_same_id_like_set_timer(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    scheduler = make_scheduler()
+    scheduler.set_timer("bulk", "old", activate_in=60, timer_id="x")
+    scheduler.set_timers([TimerSpec("bulk", "new", activate_in=120, timer_id="x")])
+    info = scheduler.get_timer("bulk", "x")
+    assert info is not None
+    assert info.payload == "new"
+    assert info.remaining > dt.timedelta(seconds=100)
+
+
+def test_set_timers_wakes_a_running_worker_for_a_new_earliest_timer(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("bulk")(handler)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("bulk", "later", activate_in=3600)
+    with scheduler:
+        time.sleep(0.1)  # the poller now sleeps towards the hour-away timer
+        scheduler.set_timers([TimerSpec("bulk", i, activate_in=0.05) for i in range(3)])
+        handler.wait_calls(3, timeout=2.0)
+    assert sorted(handler.payloads) == [0, 1, 2]
+
+
+def test_set_timers_refuses_what_is_not_a_timer_spec(make_scheduler: SchedulerFactory) -> None:
+    scheduler = make_scheduler()
+    with pytest.raises(InvalidTimerError, match="TimerSpec"):
+        scheduler.set_timers([("bulk", 1)])  # type: ignore[list-item]
