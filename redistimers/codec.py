@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
 from .errors import PayloadTypeError
 from .periodic import Period
@@ -52,10 +53,18 @@ def type_name(payload_type: Any) -> str:
     return repr(payload_type)
 
 
+def _format_leaf(exc: BaseException, type_: Any) -> str:
+    """cattrs' words for one bad field, plus the exception's own message (an attrs
+    validator's reason, say), which cattrs leaves out."""
+    text = format_exception(exc, type_)
+    message = str(exc)
+    return f"{text} ({message})" if message and message not in text else text
+
+
 def _describe(exc: Exception) -> str:
     """What went wrong while (un)structuring, with cattrs' paths to the bad fields."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
+        return "; ".join(cattrs.transform_error(exc, format_exception=_format_leaf))
     return str(exc) or type(exc).__name__
 
 
