@@ -11,9 +11,10 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import redis
 
@@ -50,7 +51,8 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         score_text, timer_id = json.loads(raw)
-        float(score_text)
+        if not math.isfinite(float(score_text)):
+            raise ValueError("score is not finite")
     except (ValueError, TypeError) as exc:
         raise InvalidTimerError(f"cursor {cursor!r} is not one this library returned") from exc
     if not isinstance(score_text, str) or not isinstance(timer_id, str):
@@ -131,6 +133,12 @@ class TimerAdmin:
         )
 
     # -- topics and timers ----------------------------------------------------------------
+
+    def payload_type(self, topic: str) -> Any | None:
+        """The payload type this process's handler of `topic` declares (None: no handler,
+        or an untyped one). Admin tools use it to decode JSON into the topic's type."""
+        spec = self._specs.get(check_topic(topic))
+        return spec.payload_type if spec is not None else None
 
     def topics(self) -> list[str]:
         """Every topic a timer was ever scheduled on in this namespace, sorted."""

@@ -562,7 +562,7 @@ def test_library_logs_only_through_redistimers_loggers_and_has_no_print_calls() 
     """Static check of the package (the `redistimers` CLI and its demo print by design)."""
     offenders: list[str] = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name in ("cli.py", "demo.py"):
+        if path.name in ("cli.py", "demo.py") or path.parent.name == "cli":
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not isinstance(node, ast.Call):

@@ -1,37 +1,79 @@
 -- A page of one topic's timers in due order, after a cursor (score, id).
 -- KEYS: due, body, lease, attempts
 -- ARGV: cursor score ('-inf' for the first page), cursor id ('' for the first page),
---       latest due score to include ('+inf' for all), page size
--- Timers with the cursor's score and an id up to the cursor's are skipped, so a page
--- boundary inside a run of equal scores stays exact while timers come and go. Members
--- are read in chunks: a huge topic is never loaded whole.
+--       latest due score to include ('+inf' for all, '(<ms>' for before <ms>), page size
+-- The page starts right after the cursor's (score, id) in the set's own order (score,
+-- then id byte by byte), found by rank in O(log n): straight after the cursor's timer if
+-- it is still there with that score, else by a binary search of the run of timers with
+-- that score. So a boundary inside a run of equal due times stays exact while timers come
+-- and go, and a page costs the same at the start of a million timers as at the end.
 -- Returns {server now ms, then per timer: id, score, 1 if leased else 0, attempts, body}.
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local out = {string.format('%.3f', now)}
 local after_score, after_id = ARGV[1], ARGV[2]
 local limit = tonumber(ARGV[4])
-local chunk = math.max(limit, 100)
-local offset, found = 0, 0
-while found < limit do
-  local entries = redis.call('ZRANGEBYSCORE', KEYS[1], after_score, ARGV[3],
-                             'WITHSCORES', 'LIMIT', offset, chunk)
+local max_score, max_open = math.huge, false
+if ARGV[3] ~= '+inf' then
+  if string.sub(ARGV[3], 1, 1) == '(' then
+    max_score, max_open = tonumber(string.sub(ARGV[3], 2)), true
+  else
+    max_score = tonumber(ARGV[3])
+  end
+end
+
+-- a <= b comparing bytes, as Redis orders members of equal score (Lua's own string
+-- comparison follows the server's locale)
+local function bytes_le(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a <= #b
+end
+
+local start = 0
+if after_id ~= '' then
+  local score = redis.call('ZSCORE', KEYS[1], after_id)
+  if score and tonumber(score) == tonumber(after_score) then
+    start = redis.call('ZRANK', KEYS[1], after_id) + 1
+  else
+    local lo = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. after_score)
+    local hi = redis.call('ZCOUNT', KEYS[1], '-inf', after_score)
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if bytes_le(redis.call('ZRANGE', KEYS[1], mid, mid)[1], after_id) then
+        lo = mid + 1
+      else
+        hi = mid
+      end
+    end
+    start = lo
+  end
+end
+
+local found, chunk, done = 0, math.max(limit, 100), false
+while not done and found < limit do
+  local entries = redis.call('ZRANGE', KEYS[1], start, start + chunk - 1, 'WITHSCORES')
   if #entries == 0 then break end
   for i = 1, #entries, 2 do
     local id, score = entries[i], entries[i + 1]
-    local skip = after_id ~= '' and tonumber(score) == tonumber(after_score) and id <= after_id
-    if not skip and found < limit then
-      local body = redis.call('HGET', KEYS[2], id)
-      if body then
-        found = found + 1
-        out[#out + 1] = id
-        out[#out + 1] = score
-        out[#out + 1] = redis.call('HEXISTS', KEYS[3], id)
-        out[#out + 1] = redis.call('HGET', KEYS[4], id) or '0'
-        out[#out + 1] = body
-      end
+    local value = tonumber(score)
+    if value > max_score or (max_open and value == max_score) then
+      done = true
+      break
+    end
+    local body = redis.call('HGET', KEYS[2], id)
+    if body then
+      found = found + 1
+      out[#out + 1] = id
+      out[#out + 1] = score
+      out[#out + 1] = redis.call('HEXISTS', KEYS[3], id)
+      out[#out + 1] = redis.call('HGET', KEYS[4], id) or '0'
+      out[#out + 1] = body
+      if found == limit then break end
     end
   end
-  offset = offset + chunk
+  start = start + chunk
 end
 return out

@@ -1,0 +1,260 @@
+"""Commands that inspect and repair timers: topics, stats, list, get, schedule, cancel,
+reschedule, purge and dead letters. Each returns its exit code: 0 done, 1 not found
+(raised as `NotFound`); bad input and Redis errors are left to `main` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..codec import EnvelopeError, structure_payload
+from ..models import DeadTimer, TimerInfo, TopicStats
+from ..scheduler import TimerScheduler
+from .context import Context
+from .output import CliError, NotFound, compact, duration, jsonable, plural, when
+
+
+def topics(ctx: Context) -> int:
+    names = ctx.scheduler().topics()
+    if ctx.json:
+        ctx.console.json(names)
+    elif not names:
+        ctx.console.note(f"no topics{ctx.where}")
+    else:
+        for name in names:
+            ctx.console.line(name)
+    return 0
+
+
+def stats(ctx: Context) -> int:
+    scheduler = ctx.scheduler()
+    topic: str | None = ctx.args.topic
+    if topic is not None:
+        one = scheduler.stats(topic)
+        rows = [one]
+        result: TopicStats | dict[str, TopicStats] = one
+    else:
+        result = scheduler.stats()
+        rows = list(result.values())
+    if ctx.json:
+        ctx.console.json(result)
+        return 0
+    if not rows:
+        ctx.console.note(f"no topics{ctx.where}")
+        return 0
+    ctx.console.table(
+        ["TOPIC", "PENDING", "DUE", "LEASED", "DEAD", "OLDEST DUE"],
+        [
+            [
+                s.topic, s.pending, s.due, s.leased, s.dead,
+                "-" if s.oldest_due_lag is None else f"{duration(s.oldest_due_lag)} late",
+            ]
+            for s in rows
+        ],
+    )
+    return 0
+
+
+def _state(timer: TimerInfo) -> str:
+    if timer.leased:
+        return "running"
+    return "due" if not timer.remaining else "waiting"
+
+
+def list_timers(ctx: Context) -> int:
+    args = ctx.args
+    page = ctx.scheduler().list_timers(
+        args.topic, due_before=args.due_before, limit=args.limit, cursor=args.cursor
+    )
+    if ctx.json:
+        ctx.console.json(page)
+        return 0
+    if not page.timers:
+        ctx.console.note(f"no pending timers on topic {args.topic!r}{ctx.where}")
+        return 0
+    ctx.console.table(
+        ["ID", "DUE AT", "IN", "STATE", "ATTEMPTS", "PAYLOAD"],
+        [
+            [
+                t.timer_id, when(t.due_at), duration(t.remaining) if t.remaining else "-",
+                _state(t), t.attempts, compact(t.payload),
+            ]
+            for t in page.timers
+        ],
+    )
+    if page.cursor is not None:
+        ctx.console.line(f"more: --cursor {page.cursor}")
+    return 0
+
+
+def _repeats(timer: TimerInfo) -> str | None:
+    if timer.every is not None:
+        return f"every {duration(timer.every)}"
+    if timer.cron is not None:
+        return f"cron {timer.cron!r} in {timer.tz or 'UTC'}"
+    return None
+
+
+def get(ctx: Context) -> int:
+    topic, timer_id = ctx.args.topic, ctx.args.timer_id
+    timer = ctx.scheduler().get_timer(topic, timer_id)
+    if ctx.json:
+        ctx.console.json(timer)
+    if timer is None:
+        raise NotFound(f"no pending timer {timer_id!r} on topic {topic!r}{ctx.where}")
+    if ctx.json:
+        return 0
+    due = when(timer.due_at) + (f" (in {duration(timer.remaining)})" if timer.remaining else "")
+    fields: list[tuple[str, str | None]] = [
+        ("topic", timer.topic),
+        ("id", timer.timer_id),
+        ("due at", due),
+        ("state", _state(timer) + (" (due at is when its lease ends)" if timer.leased else "")),
+        ("attempts", str(timer.attempts)),
+        ("repeats", _repeats(timer)),
+        ("correlation id", timer.correlation_id),
+        ("headers", ", ".join(f"{k}={v}" for k, v in timer.headers.items()) or None),
+    ]
+    for name, value in fields:
+        if value is not None:
+            ctx.console.line(f"{name + ':':<16}{value}")
+    payload = json.dumps(jsonable(timer.payload), indent=2, ensure_ascii=False)
+    ctx.console.line(f"{'payload:':<16}" + payload.replace("\n", "\n" + " " * 16))
+    return 0
+
+
+def _due_text(ctx: Context) -> str:
+    if ctx.args.activate_at is not None:
+        return f"due at {when(ctx.args.activate_at)}"
+    if not ctx.args.activate_in:
+        return "due now"
+    return f"due in {duration(ctx.args.activate_in)}"
+
+
+def _typed_payload(scheduler: TimerScheduler, topic: str, raw: Any) -> Any:
+    """The JSON of --payload in the topic's payload type, when the scheduler has a handler
+    for the topic (as a web app's scheduler given to `main` does); else as it is."""
+    payload_type = scheduler.payload_type(topic)
+    if payload_type is None:
+        return raw
+    try:
+        return structure_payload(raw, payload_type)
+    except EnvelopeError as exc:
+        raise CliError(f"--payload for topic {topic!r}: {exc}") from None
+
+
+def schedule(ctx: Context) -> int:
+    args = ctx.args
+    scheduler = ctx.scheduler()
+    timer_id = scheduler.set_timer(
+        args.topic,
+        _typed_payload(scheduler, args.topic, args.payload),
+        activate_in=args.activate_in,
+        activate_at=args.activate_at,
+        timer_id=args.timer_id,
+        headers=dict(args.headers),
+        correlation_id=args.correlation_id,
+    )
+    if ctx.json:
+        ctx.console.json({
+            "topic": args.topic, "timer_id": timer_id,
+            "activate_in": args.activate_in, "activate_at": args.activate_at,
+        })
+    else:
+        ctx.console.line(f"scheduled timer {timer_id} on topic {args.topic!r}, {_due_text(ctx)}")
+    return 0
+
+
+def cancel(ctx: Context) -> int:
+    topic, timer_id = ctx.args.topic, ctx.args.timer_id
+    cancelled = ctx.scheduler().cancel_timer(topic, timer_id)
+    if ctx.json:
+        ctx.console.json({"topic": topic, "timer_id": timer_id, "cancelled": cancelled})
+    if not cancelled:
+        raise NotFound(f"no timer {timer_id!r} on topic {topic!r}{ctx.where}")
+    if not ctx.json:
+        ctx.console.line(f"cancelled timer {timer_id} on topic {topic!r}")
+    return 0
+
+
+def reschedule(ctx: Context) -> int:
+    args = ctx.args
+    scheduler = ctx.scheduler()
+    moved = scheduler.reschedule(
+        args.topic, args.timer_id, activate_in=args.activate_in, activate_at=args.activate_at
+    )
+    if ctx.json:
+        ctx.console.json({"topic": args.topic, "timer_id": args.timer_id, "rescheduled": moved})
+    if not moved:
+        timer = scheduler.get_timer(args.topic, args.timer_id)
+        if timer is not None and timer.leased:
+            raise NotFound(
+                f"timer {args.timer_id!r} on topic {args.topic!r} is running (a handler holds "
+                "it), so it was not moved; try again when it has finished"
+            )
+        raise NotFound(f"no pending timer {args.timer_id!r} on topic {args.topic!r}{ctx.where}")
+    if not ctx.json:
+        ctx.console.line(
+            f"rescheduled timer {args.timer_id} on topic {args.topic!r}, {_due_text(ctx)}"
+        )
+    return 0
+
+
+def purge(ctx: Context) -> int:
+    topic = ctx.args.topic
+    scheduler = ctx.scheduler()
+    pending = scheduler.stats(topic).pending
+    ctx.confirm(
+        f"Delete all {plural(pending, 'pending timer')} of topic {topic!r}{ctx.where}? "
+        "(Dead letters are kept.)"
+    )
+    count = scheduler.purge(topic)
+    if ctx.json:
+        ctx.console.json({"topic": topic, "purged": count})
+    else:
+        ctx.console.line(f"purged {plural(count, 'pending timer')} of topic {topic!r}")
+    return 0
+
+
+def dead_list(ctx: Context) -> int:
+    args = ctx.args
+    dead: list[DeadTimer] = ctx.scheduler().dead_timers(args.topic, args.limit, args.offset)
+    if ctx.json:
+        ctx.console.json(dead)
+        return 0
+    if not dead:
+        ctx.console.note(f"no dead timers on topic {args.topic!r}{ctx.where}")
+        return 0
+    ctx.console.table(
+        ["ID", "DIED AT", "ATTEMPTS", "REASON", "ERROR"],
+        [[d.timer_id, when(d.died_at), d.attempts, d.reason, compact(d.error)] for d in dead],
+    )
+    if len(dead) == args.limit:
+        ctx.console.line(f"more: --offset {args.offset + len(dead)}")
+    return 0
+
+
+def dead_requeue(ctx: Context) -> int:
+    topic, timer_id = ctx.args.topic, ctx.args.timer_id
+    count = ctx.scheduler().requeue_dead(topic, timer_id)
+    if ctx.json:
+        ctx.console.json({"topic": topic, "requeued": count})
+    if timer_id is not None and not count:
+        raise NotFound(f"no dead timer {timer_id!r} on topic {topic!r}{ctx.where}")
+    if not ctx.json:
+        ctx.console.line(f"requeued {plural(count, 'dead timer')} of topic {topic!r}: due now")
+    return 0
+
+
+def dead_purge(ctx: Context) -> int:
+    topic = ctx.args.topic
+    scheduler = ctx.scheduler()
+    count = scheduler.stats(topic).dead
+    ctx.confirm(f"Delete all {plural(count, 'dead timer')} of topic {topic!r}{ctx.where}?")
+    purged = scheduler.purge_dead(topic)
+    if ctx.json:
+        ctx.console.json({"topic": topic, "purged": purged})
+    else:
+        ctx.console.line(f"purged {plural(purged, 'dead timer')} of topic {topic!r}")
+    return 0

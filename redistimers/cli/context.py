@@ -1,0 +1,92 @@
+"""What a command runs with: its arguments, the console, and the scheduler it works on."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+from .. import defaults
+from ..scheduler import TimerScheduler
+from .output import CliError, Console
+
+#: Redis used when neither --redis-url nor $REDIS_URL says otherwise (as rq and celery do).
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+class Declined(CliError):
+    """The person at the terminal said no: nothing was done, exit code 1."""
+
+    code = 1
+
+
+class Context:
+    """One command's arguments and console, and the scheduler its work goes through:
+    the one given to `main(scheduler=...)`, or one connected by --redis-url/--namespace."""
+
+    def __init__(
+        self, args: argparse.Namespace, console: Console, given: TimerScheduler | None = None
+    ) -> None:
+        self.args = args
+        self.console = console
+        self.given = given
+        self._made: TimerScheduler | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.console.json_output
+
+    @property
+    def redis_url(self) -> str:
+        url: str = self.args.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+        return url
+
+    @property
+    def namespace(self) -> str:
+        namespace: str = (
+            self.args.namespace or os.environ.get("REDISTIMERS_NAMESPACE") or defaults.NAMESPACE
+        )
+        return namespace
+
+    @property
+    def where(self) -> str:
+        """' in namespace 'x'' for messages about what was not found (nothing when the
+        scheduler was given: its caller knows where it points)."""
+        return "" if self.given is not None else f" in namespace {self.namespace!r}"
+
+    def scheduler(self) -> TimerScheduler:
+        """The scheduler to work on, connected on first use (RedisUnavailableError if
+        Redis does not answer)."""
+        if self.given is not None:
+            return self.given
+        if self._made is None:
+            self._made = TimerScheduler.from_url(self.redis_url, namespace=self.namespace)
+        return self._made
+
+    def confirm(self, question: str) -> None:
+        """Ask on the terminal; raise Declined unless the answer is yes. Without a terminal
+        to ask on, refuse: a script must say --yes."""
+        if self.args.yes:
+            return
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"{self.args.command} asks for confirmation and stdin is not a terminal; "
+                "pass --yes to go ahead"
+            )
+        if self.console.ask(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+            raise Declined("not confirmed; nothing was deleted")
+
+
+def safe_url(url: str) -> str:
+    """`url` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))

@@ -1,0 +1,163 @@
+"""Commands that run until they are done or stopped: demo, worker and serve."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+import redis
+
+from ..errors import RedisUnavailableError
+from ..router import Router
+from ..scheduler import TimerScheduler, describe_location
+from .context import Context, safe_url
+from .output import CliError
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_for(url: str | None, out: Callable[[str], None]) -> Iterator[redis.Redis]:
+    """A client of `url`, or of an embedded throwaway redis-server when there is none."""
+    if url:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        try:
+            client.ping()
+        except redis.exceptions.ConnectionError as exc:
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {describe_location(client)}: {exc}"
+            ) from exc
+        yield client
+        return
+    from ..testing import RedisServer
+
+    with RedisServer() as embedded_url:
+        client = redis.Redis.from_url(embedded_url)
+        version = client.info("server")["redis_version"]
+        out(f"Started an embedded redis-server {version} at {embedded_url} (no --redis-url given)")
+        yield client
+
+
+def demo(ctx: Context) -> int:
+    from ..demo import run_demo
+
+    url = ctx.args.redis_url or os.environ.get("REDIS_URL")
+    with redis_for(url, ctx.console.line) as client:
+        return 0 if run_demo(client, ctx.console.line) else 1
+
+
+# -- worker ---------------------------------------------------------------------------------
+
+
+def import_routers(path: str) -> list[Router]:
+    """The Router, or the list of Routers, at `path` ("package.module:attribute")."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise CliError(f"{path!r} is not MODULE:ATTRIBUTE, such as myapp.tasks:router")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise CliError(
+                f"cannot import {path!r}: no module named {missing!r} (is the current directory "
+                "or $PYTHONPATH where the module is?)"
+            ) from None
+        raise CliError(f"cannot import {path!r}: importing {module_name!r} failed: {exc}") from None
+    except Exception as exc:
+        raise CliError(
+            f"cannot import {path!r}: importing {module_name!r} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    value: object = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise CliError(
+                f"cannot import {path!r}: {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if isinstance(value, Router):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(r, Router) for r in value):
+        return list(value)
+    raise CliError(
+        f"{path!r} is a {type(value).__name__}, not a Router or a list of Routers"
+    )
+
+
+def with_concurrency(router: Router, concurrency: int) -> Router:
+    """A copy of `router` whose every handler runs at most `concurrency` at once."""
+    copy = Router()
+    for spec in router:
+        copy.handler(
+            spec.topic,
+            payload=spec.payload_type,
+            max_concurrent=concurrency,
+            lease_ttl=spec.lease_ttl,
+            retry=spec.retry,
+        )(spec.func)
+    return copy
+
+
+def load_routers(paths: Sequence[str], concurrency: int | None = None) -> list[Router]:
+    """Import the routers at `paths` (from the current directory too, as `python -m`
+    would), each once, with `concurrency` overriding every handler's max_concurrent."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    routers: list[Router] = []
+    for path in paths:
+        routers += [r for r in import_routers(path) if all(r is not seen for seen in routers)]
+    if concurrency is not None:
+        routers = [with_concurrency(router, concurrency) for router in routers]
+    if not any(len(router) for router in routers):
+        raise CliError(f"{' '.join(paths)}: no handlers registered, so nothing to deliver")
+    return routers
+
+
+def worker(ctx: Context) -> int:
+    args = ctx.args
+    routers = load_routers(args.routers, args.concurrency)
+    scheduler = TimerScheduler.from_url(ctx.redis_url, routers=routers, namespace=ctx.namespace)
+    handled = ", ".join(
+        f"{spec.topic} (max {spec.max_concurrent})" for router in routers for spec in router
+    )
+    pid = os.getpid()
+    ctx.console.note(
+        f"redistimers worker {pid}: delivering {handled} from {safe_url(ctx.redis_url)}, "
+        f"namespace {ctx.namespace!r}; SIGTERM or Ctrl-C stops it"
+    )
+    scheduler.run_forever(shutdown_timeout=args.shutdown_timeout.total_seconds())
+    done = scheduler.metrics()
+    ctx.console.note(
+        f"redistimers worker {pid}: stopped; {done.succeeded} delivered, {done.retried} to "
+        f"retry, {done.dead_lettered} dead-lettered, {done.rejected} rejected"
+    )
+    return 0
+
+
+# -- serve ----------------------------------------------------------------------------------
+
+
+def serve(ctx: Context) -> int:
+    args = ctx.args
+    try:  # imported here: Flask is an optional extra
+        http_api = importlib.import_module("redistimers.contrib.http_api")
+    except ImportError as exc:
+        missing = {getattr(error, "name", None) for error in (exc, exc.__cause__)}
+        if missing & {"flask", "werkzeug"} or "flask" in str(exc).lower():
+            raise CliError(
+                "the HTTP API needs Flask: install redistimers[flask] "
+                "(pip install 'redistimers[flask]')"
+            ) from None
+        raise
+    token = args.token or os.environ.get("REDISTIMERS_API_TOKEN") or None
+    http_api.check_serve_settings(args.host, token, args.insecure)  # before connecting
+    http_api.serve(
+        ctx.scheduler(), host=args.host, port=args.port, token=token, insecure=args.insecure
+    )
+    return 0
+

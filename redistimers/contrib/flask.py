@@ -1,0 +1,449 @@
+"""Flask integration: schedule timers from request handlers, deliver them in worker
+processes (or, in the in-process mode, in the web processes themselves).
+
+::
+
+    from redistimers.contrib.flask import Timers
+
+    timers = Timers()                       # or Timers(app)
+
+    @timers.handler("invoices", payload=InvoiceDue)
+    def on_invoice_due(invoice: InvoiceDue) -> None:
+        ...                                 # runs inside app.app_context()
+
+    def create_app() -> Flask:
+        app = Flask(__name__)
+        app.config["REDISTIMERS_URL"] = "redis://localhost:6379/0"
+        timers.init_app(app)
+        return app
+
+    timers.set_timer("invoices", InvoiceDue("INV-1", 995), activate_in=3600)  # in a view
+
+``flask redistimers worker`` delivers; ``flask redistimers <command>`` runs the other
+``redistimers`` commands against the app's configuration. Needs ``redistimers[flask]``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+try:
+    from flask import Flask, current_app, has_app_context
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without Flask
+    raise ImportError(
+        "redistimers.contrib.flask needs Flask: pip install 'redistimers[flask]'"
+    ) from exc
+
+import attrs
+
+from .. import defaults
+from ..errors import ConfigurationError, InvalidTimerError, RedisTimersError
+from ..retry import RetryPolicy
+from ..router import HandlerSpec, Router, merge_routers
+from ..scheduler import TimerScheduler
+from ..validation import check_namespace, seconds_of
+from .flask_cli import commands_group
+
+__all__ = ["Timers", "TimersSettings"]
+
+log = logging.getLogger("redistimers.flask")
+
+EXTENSION_KEY = "redistimers"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, value: object) -> bool:
+    """A boolean setting; strings as environment variables spell them are accepted."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(f"{name} must be a bool, got {value!r}")
+
+
+def _seconds(name: str, value: object, minimum: float, inclusive: bool) -> float:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    try:
+        seconds = seconds_of(value, name)
+    except InvalidTimerError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if seconds < minimum or (not inclusive and seconds == minimum):
+        raise ConfigurationError(
+            f"{name} must be {'>=' if inclusive else '>'} {minimum:g} seconds, got {value!r}"
+        )
+    return seconds
+
+
+@attrs.frozen
+class TimersSettings:
+    """The ``REDISTIMERS_*`` settings of one app, read and checked by `init_app`."""
+
+    url: str
+    namespace: str = defaults.NAMESPACE
+    retry: RetryPolicy | None = None
+    max_poll_interval: float = defaults.MAX_POLL_INTERVAL
+    run_in_web: bool = False
+    shutdown_timeout: float = defaults.SHUTDOWN_TIMEOUT
+    redis_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TimersSettings:
+        url = config.get("REDISTIMERS_URL")
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigurationError(
+                "REDISTIMERS_URL is not set: set app.config['REDISTIMERS_URL'] to the Redis "
+                "URL (e.g. 'redis://localhost:6379/0') before timers.init_app(app)"
+                + ("" if url is None else f"; got {url!r}")
+            )
+        try:
+            namespace = check_namespace(config.get("REDISTIMERS_NAMESPACE", defaults.NAMESPACE))
+        except InvalidTimerError as exc:
+            raise ConfigurationError(f"REDISTIMERS_NAMESPACE: {exc}") from exc
+        retry = config.get("REDISTIMERS_RETRY")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"REDISTIMERS_RETRY must be a redistimers.RetryPolicy, got {type(retry).__name__}"
+            )
+        redis_options = config.get("REDISTIMERS_REDIS_OPTIONS") or {}
+        if not isinstance(redis_options, Mapping):
+            raise ConfigurationError(
+                "REDISTIMERS_REDIS_OPTIONS must be a dict of redis.Redis.from_url keyword "
+                f"arguments, got {type(redis_options).__name__}"
+            )
+        return cls(
+            url=url.strip(),
+            namespace=namespace,
+            retry=retry,
+            max_poll_interval=_seconds(
+                "REDISTIMERS_MAX_POLL_INTERVAL",
+                config.get("REDISTIMERS_MAX_POLL_INTERVAL", defaults.MAX_POLL_INTERVAL),
+                0.0,
+                inclusive=False,
+            ),
+            run_in_web=_flag("REDISTIMERS_RUN_IN_WEB", config.get("REDISTIMERS_RUN_IN_WEB", False)),
+            shutdown_timeout=_seconds(
+                "REDISTIMERS_SHUTDOWN_TIMEOUT",
+                config.get("REDISTIMERS_SHUTDOWN_TIMEOUT", defaults.SHUTDOWN_TIMEOUT),
+                0.0,
+                inclusive=True,
+            ),
+            redis_options=dict(redis_options),
+        )
+
+
+class _AppState:
+    """What the extension keeps per app, in ``app.extensions["redistimers"]``."""
+
+    def __init__(self, extension: Timers, app: Flask, settings: TimersSettings) -> None:
+        self.extension = extension
+        self.app = app
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.started_pid: int | None = None  # the process whose scheduler runs, in-process mode
+        self._scheduler: TimerScheduler | None = None
+        _states.add(self)
+
+    @property
+    def scheduler(self) -> TimerScheduler:
+        """The app's scheduler, connected on first use (RedisUnavailableError if Redis
+        does not answer; the next use tries again)."""
+        scheduler = self._scheduler
+        return scheduler if scheduler is not None else self.connect()
+
+    def connect(self, concurrency: int | None = None) -> TimerScheduler:
+        """The app's scheduler, created now unless it exists; with `concurrency` (the
+        worker's ``--concurrency``), a new one whose handlers run that many at once."""
+        with self.lock:
+            if self._scheduler is not None and concurrency is None:
+                return self._scheduler
+            settings = self.settings
+            scheduler = TimerScheduler.from_url(
+                settings.url,
+                routers=[self.extension._router_for(self.app, concurrency)],
+                namespace=settings.namespace,
+                retry=settings.retry,
+                max_poll_interval=settings.max_poll_interval,
+                **settings.redis_options,
+            )
+            if self._scheduler is None:
+                self._scheduler = scheduler
+            return scheduler
+
+    @property
+    def created(self) -> bool:
+        return self._scheduler is not None
+
+    def start_here(self) -> bool:
+        """Start the scheduler in this process unless it already runs here; True if this
+        call started it. A start inherited through fork (say, in a gunicorn master before
+        it forked its workers) is never trusted: the pid must be this process's."""
+        pid = os.getpid()
+        if self.started_pid == pid and self._scheduler is not None and self._scheduler.running:
+            return False
+        scheduler = self.scheduler
+        with self.lock:
+            if scheduler.running and self.started_pid in (None, pid):
+                self.started_pid = pid  # started here, by this extension or by the app
+                return False
+            scheduler.start()  # SchedulerStateError if a parent's "running" came through fork
+            self.started_pid = pid
+        _stop_at_exit()
+        log.info("started the timer scheduler of app %r in process %d", self.app.name, pid)
+        return True
+
+    def stop_here(self, timeout: float | None = None) -> bool:
+        """Stop the scheduler if it runs in this process; True when everything drained."""
+        with self.lock:
+            scheduler, started = self._scheduler, self.started_pid == os.getpid()
+            self.started_pid = None
+        if scheduler is None or not started:
+            return True
+        return scheduler.stop(self.settings.shutdown_timeout if timeout is None else timeout)
+
+    def after_fork_in_child(self) -> None:
+        self.lock = threading.Lock()  # a thread of the parent may have held it
+
+
+_states: weakref.WeakSet[_AppState] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _stop_all_at_exit() -> None:
+    for state in list(_states):
+        try:
+            state.stop_here()
+        except Exception:  # an exit hook must not stop the others
+            log.exception("stopping the timer scheduler of app %r failed", state.app.name)
+
+
+def _stop_at_exit() -> None:
+    """Register, once per interpreter (fork keeps the registration), the graceful stop of
+    every scheduler started in this process."""
+    global _atexit_registered
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(_stop_all_at_exit)
+            _atexit_registered = True
+
+
+def _after_fork_in_child() -> None:
+    global _atexit_lock
+    _atexit_lock = threading.Lock()
+    for state in list(_states):
+        state.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _run_in_app_context(app: Flask, func: F) -> F:
+    """`func`, run inside ``app.app_context()``. The wrapper keeps `func`'s signature
+    (``__wrapped__``), so the scheduler passes it the same arguments as `func`."""
+
+    @functools.wraps(func)
+    def run(*args: Any) -> Any:
+        with app.app_context():
+            return func(*args)
+
+    return run  # type: ignore[return-value]
+
+
+def _proxy(
+    method: Callable[Concatenate[TimerScheduler, P], R],
+) -> Callable[Concatenate[Timers, P], R]:
+    """A method of `Timers` calling `method` on the current app's scheduler."""
+
+    @functools.wraps(method)
+    def call(self: Timers, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self.scheduler, *args, **kwargs)
+
+    return call
+
+
+def app_state(app: Flask) -> _AppState:
+    """The extension's state of `app`; RuntimeError when `init_app` was not called."""
+    state = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(state, _AppState):
+        raise RuntimeError(
+            f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app)"
+        )
+    return state
+
+
+class Timers:
+    """The Flask extension: one `TimerScheduler` per app, created from ``app.config`` on
+    first use, and handlers that run inside the app's application context.
+
+    Settings (``app.config``): ``REDISTIMERS_URL`` (required), ``REDISTIMERS_NAMESPACE``,
+    ``REDISTIMERS_RETRY`` (a RetryPolicy), ``REDISTIMERS_MAX_POLL_INTERVAL``,
+    ``REDISTIMERS_SHUTDOWN_TIMEOUT``, ``REDISTIMERS_REDIS_OPTIONS`` (keyword arguments of
+    ``redis.Redis.from_url``) and ``REDISTIMERS_RUN_IN_WEB``: when true, each web process
+    starts delivering on its first request (after any fork) and stops at exit.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        self._router = Router()
+        self._included: list[Router] = []
+        self._app = app
+        self.cli = commands_group()
+        if app is not None:
+            self.init_app(app)
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Read and check the app's ``REDISTIMERS_*`` settings (ConfigurationError when
+        ``REDISTIMERS_URL`` is missing), add ``flask redistimers``, and in the in-process
+        mode start delivering before the first request of each process."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(f"redistimers is already initialised on app {app.name!r}")
+        settings = TimersSettings.from_config(app.config)
+        app.extensions[EXTENSION_KEY] = _AppState(self, app, settings)
+        app.cli.add_command(self.cli)
+        if settings.run_in_web:
+            app.before_request(self._start_before_request)
+
+    def handler(
+        self,
+        topic: str,
+        *,
+        payload: Any | None = None,
+        max_concurrent: int = defaults.MAX_CONCURRENT,
+        lease_ttl: float | dt.timedelta = defaults.LEASE_TTL,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as `topic`'s handler, like `Router.handler`;
+        it runs inside ``app.app_context()`` of the app whose scheduler delivers it."""
+        self._check_open()
+        if any(topic in router for router in self._included):
+            raise ConfigurationError(f"topic {topic!r} already has a handler in an included router")
+        return self._router.handler(
+            topic,
+            payload=payload,
+            max_concurrent=max_concurrent,
+            lease_ttl=lease_ttl,
+            retry=retry,
+        )
+
+    def include_router(self, router: Router) -> None:
+        """Deliver the handlers of an existing `Router` too, inside the app context."""
+        self._check_open()
+        if not isinstance(router, Router):
+            raise ConfigurationError(f"include_router takes a Router, got {type(router).__name__}")
+        merge_routers([self._router, *self._included, router])  # a topic handled twice raises
+        self._included.append(router)
+
+    def _check_open(self) -> None:
+        if any(state.extension is self and state.created for state in list(_states)):
+            raise ConfigurationError(
+                "register timer handlers before the scheduler is first used: it has been "
+                "created already and would not deliver them"
+            )
+
+    def _router_for(self, app: Flask, concurrency: int | None = None) -> Router:
+        """A router of every handler, each wrapped to run in `app`'s context (and at most
+        `concurrency` at once, when given)."""
+        router = Router()
+        specs: list[HandlerSpec] = list(merge_routers([self._router, *self._included]).values())
+        for spec in specs:
+            router.handler(
+                spec.topic,
+                payload=spec.payload_type,
+                max_concurrent=spec.max_concurrent if concurrency is None else concurrency,
+                lease_ttl=spec.lease_ttl,
+                retry=spec.retry,
+            )(_run_in_app_context(app, spec.func))
+        return router
+
+    @property
+    def topics_handled(self) -> list[str]:
+        """Topics with a handler registered through this extension."""
+        return list(merge_routers([self._router, *self._included]))
+
+    # -- the scheduler --------------------------------------------------------------------
+
+    def _state(self, app: Flask | None) -> _AppState:
+        if app is None:
+            if has_app_context():
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+            elif self._app is not None:
+                app = self._app
+            else:
+                raise RuntimeError(
+                    "no Flask app: use timers inside an application context "
+                    "(a request, a CLI command, `with app.app_context():`) or pass app="
+                )
+        state = app_state(app)
+        if state.extension is not self:
+            raise RuntimeError(
+                f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app)"
+            )
+        return state
+
+    def get_scheduler(self, app: Flask | None = None) -> TimerScheduler:
+        """The scheduler of `app` (default: the current app, else the one given to
+        ``Timers(app)``), connected to Redis on first use."""
+        return self._state(app).scheduler
+
+    @property
+    def scheduler(self) -> TimerScheduler:
+        """The current app's scheduler (see `get_scheduler`)."""
+        return self.get_scheduler()
+
+    def settings(self, app: Flask | None = None) -> TimersSettings:
+        """The settings `init_app` read from `app`'s config."""
+        return self._state(app).settings
+
+    def start_in_process(self, app: Flask | None = None) -> bool:
+        """Deliver in this process from now on (idempotent; True if this call started).
+        The in-process mode calls it before each request; call it from gunicorn's
+        ``post_worker_init`` hook to start without waiting for a request."""
+        return self._state(app).start_here()
+
+    def stop_in_process(self, app: Flask | None = None, timeout: float | None = None) -> bool:
+        """Stop delivering in this process (the in-process mode does it at exit)."""
+        return self._state(app).stop_here(timeout)
+
+    def _start_before_request(self) -> None:
+        state = self._state(None)
+        if state.started_pid == os.getpid():
+            return
+        try:
+            state.start_here()
+        except RedisTimersError as exc:  # the request goes on; the next one tries again
+            log.error("could not start the timer scheduler in process %d: %s", os.getpid(), exc)
+
+    # -- the scheduler's methods, on the current app's scheduler --------------------------
+
+    set_timer = _proxy(TimerScheduler.set_timer)
+    set_timers = _proxy(TimerScheduler.set_timers)
+    cancel_timer = _proxy(TimerScheduler.cancel_timer)
+    get_timer = _proxy(TimerScheduler.get_timer)
+    list_timers = _proxy(TimerScheduler.list_timers)
+    reschedule = _proxy(TimerScheduler.reschedule)
+    purge = _proxy(TimerScheduler.purge)
+    topics = _proxy(TimerScheduler.topics)
+    stats = _proxy(TimerScheduler.stats)
+    dead_timers = _proxy(TimerScheduler.dead_timers)
+    requeue_dead = _proxy(TimerScheduler.requeue_dead)
+    purge_dead = _proxy(TimerScheduler.purge_dead)
+    metrics = _proxy(TimerScheduler.metrics)

@@ -1,0 +1,195 @@
+"""`serve()` and `redistimers serve`: they refuse to start without a token unless told
+--insecure on a loopback address, and serve the HTTP admin API until SIGTERM or SIGINT.
+Real processes, a real redis-server, a real HTTP client."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import redis
+
+from redistimers import ConfigurationError, TimerScheduler
+from redistimers.contrib.http_api import is_loopback, serve
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "serve-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def request(
+    port: int, method: str, path: str, body: object = None, token: str | None = None
+) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def redistimers_command() -> list[str]:
+    script = Path(sys.executable).parent / "redistimers"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "redistimers.cli"]
+
+
+@contextlib.contextmanager
+def server_process(argv: Sequence[str], port: int, **env: str) -> Iterator[subprocess.Popen[str]]:
+    """Start `argv`, wait until `port` accepts connections; kill it if still running after."""
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited {process.returncode}: "
+                                     f"{process.communicate()[1]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not listen within 15 s")
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, str]:
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=10)
+    return process.returncode, stderr
+
+
+# -- refusing to start ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def scheduler(make_scheduler: object) -> TimerScheduler:
+    return make_scheduler()  # type: ignore[operator, no-any-return]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
+def test_serve_refuses_to_start_without_a_token_on_a_public_address(
+    scheduler: TimerScheduler, host: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="without a token"):
+        serve(scheduler, host=host, port=free_port())
+    with pytest.raises(ConfigurationError, match="only on a loopback address"):
+        serve(scheduler, host=host, port=free_port(), insecure=True)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_serve_refuses_to_start_without_a_token_on_localhost_unless_insecure(
+    scheduler: TimerScheduler, host: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="--insecure"):
+        serve(scheduler, host=host, port=free_port())
+
+
+def test_serve_refuses_an_empty_token_a_bad_port_and_a_taken_port(
+    scheduler: TimerScheduler,
+) -> None:
+    with pytest.raises(ConfigurationError, match="token"):
+        serve(scheduler, token="", insecure=True)
+    with pytest.raises(ConfigurationError, match="port"):
+        serve(scheduler, port=70000, token=TOKEN)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ConfigurationError, match="cannot listen"):
+            serve(scheduler, port=taken.getsockname()[1], token=TOKEN)
+
+
+def test_loopback_addresses_are_recognised() -> None:
+    assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "example.invalid"]))
+
+
+def test_redistimers_serve_refuses_without_a_token_and_exits_2(redis_url: str) -> None:
+    port = free_port()
+    for extra in ([], ["--host", "0.0.0.0", "--insecure"]):
+        done = subprocess.run(
+            [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port),
+             *extra],
+            capture_output=True, text=True, timeout=20,
+            env={k: v for k, v in os.environ.items() if k != "REDISTIMERS_API_TOKEN"},
+        )
+        assert done.returncode == 2, done.stderr
+        assert "refusing to serve the HTTP admin API without a token" in done.stderr
+
+
+# -- serving --------------------------------------------------------------------------------
+
+
+def test_redistimers_serve_insecure_on_127_0_0_1_serves_without_a_token_until_sigterm(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    port = free_port()
+    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port),
+            "--insecure"]
+    with server_process(argv, port) as process:
+        status, body = request(port, "POST", "/topics/invoices/timers",
+                               {"payload": {"invoice_id": "INV-1"}, "in": "1h", "id": "INV-1"})
+        assert status == 201, body
+        assert redis_client.zscore("redistimers:{invoices}:due", "INV-1") is not None
+        assert request(port, "GET", "/topics") == (200, b'{"topics":["invoices"]}')
+        code, stderr = stop(process, signal.SIGTERM)
+    assert code == 0, stderr
+    assert "WITHOUT authentication" in stderr
+    assert f"listening on http://127.0.0.1:{port}" in stderr
+
+
+def test_redistimers_serve_takes_the_token_from_the_environment(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    port = free_port()
+    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
+        assert request(port, "GET", "/topics")[0] == 401
+        assert request(port, "GET", "/topics", token="wrong")[0] == 401
+        assert request(port, "GET", "/stats", token=TOKEN) == (200, b'{"topics":{}}')
+        code, stderr = stop(process, signal.SIGINT)
+    assert code == 0, stderr
+
+
+def test_serve_called_from_python_serves_with_a_token_until_sigterm(redis_url: str) -> None:
+    port = free_port()
+    program = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from redistimers import TimerScheduler\n"
+        "from redistimers.contrib.http_api import serve\n"
+        f"serve(TimerScheduler.from_url({redis_url!r}), port={port}, token={TOKEN!r})\n"
+        "print('returned', flush=True)\n"
+    )
+    with server_process([sys.executable, "-c", program], port) as process:
+        assert request(port, "GET", "/topics")[0] == 401
+        assert request(port, "GET", "/topics", token=TOKEN)[0] == 200
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=10)
+    assert (process.returncode, stdout) == (0, "returned\n"), stderr
