@@ -25,15 +25,11 @@ processes (or, in the in-process mode, in the web processes themselves).
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import datetime as dt
 import functools
 import logging
 import os
-import threading
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 try:
@@ -43,216 +39,28 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         "redistimers.contrib.flask needs Flask: pip install 'redistimers[flask]'"
     ) from exc
 
-import attrs
-
 from .. import defaults
-from ..errors import ConfigurationError, InvalidTimerError, RedisTimersError
+from ..errors import ConfigurationError, RedisTimersError
 from ..retry import RetryPolicy
 from ..router import HandlerSpec, Router, merge_routers
 from ..scheduler import TimerScheduler
-from ..validation import check_namespace, seconds_of
 from .flask_cli import commands_group
+from .flask_settings import TimersSettings
+
+# The per-app state lives in flask_state; these names stay importable from here (flask_cli
+# reaches the state through them).
+from .flask_state import EXTENSION_KEY as EXTENSION_KEY
+from .flask_state import _AppState as _AppState
+from .flask_state import app_state as app_state
+from .flask_state import scheduler_created
 
 __all__ = ["Timers", "TimersSettings"]
 
 log = logging.getLogger("redistimers.flask")
 
-EXTENSION_KEY = "redistimers"
-
 P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _flag(name: str, value: object) -> bool:
-    """A boolean setting; strings as environment variables spell them are accepted."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ConfigurationError(f"{name} must be a bool, got {value!r}")
-
-
-def _seconds(name: str, value: object, minimum: float, inclusive: bool) -> float:
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)
-    try:
-        seconds = seconds_of(value, name)
-    except InvalidTimerError as exc:
-        raise ConfigurationError(str(exc)) from exc
-    if seconds < minimum or (not inclusive and seconds == minimum):
-        raise ConfigurationError(
-            f"{name} must be {'>=' if inclusive else '>'} {minimum:g} seconds, got {value!r}"
-        )
-    return seconds
-
-
-@attrs.frozen
-class TimersSettings:
-    """The ``REDISTIMERS_*`` settings of one app, read and checked by `init_app`."""
-
-    url: str
-    namespace: str = defaults.NAMESPACE
-    retry: RetryPolicy | None = None
-    max_poll_interval: float = defaults.MAX_POLL_INTERVAL
-    run_in_web: bool = False
-    shutdown_timeout: float = defaults.SHUTDOWN_TIMEOUT
-    redis_options: Mapping[str, Any] = attrs.field(factory=dict)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TimersSettings:
-        url = config.get("REDISTIMERS_URL")
-        if not isinstance(url, str) or not url.strip():
-            raise ConfigurationError(
-                "REDISTIMERS_URL is not set: set app.config['REDISTIMERS_URL'] to the Redis "
-                "URL (e.g. 'redis://localhost:6379/0') before timers.init_app(app)"
-                + ("" if url is None else f"; got {url!r}")
-            )
-        try:
-            namespace = check_namespace(config.get("REDISTIMERS_NAMESPACE", defaults.NAMESPACE))
-        except InvalidTimerError as exc:
-            raise ConfigurationError(f"REDISTIMERS_NAMESPACE: {exc}") from exc
-        retry = config.get("REDISTIMERS_RETRY")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError(
-                f"REDISTIMERS_RETRY must be a redistimers.RetryPolicy, got {type(retry).__name__}"
-            )
-        redis_options = config.get("REDISTIMERS_REDIS_OPTIONS") or {}
-        if not isinstance(redis_options, Mapping):
-            raise ConfigurationError(
-                "REDISTIMERS_REDIS_OPTIONS must be a dict of redis.Redis.from_url keyword "
-                f"arguments, got {type(redis_options).__name__}"
-            )
-        return cls(
-            url=url.strip(),
-            namespace=namespace,
-            retry=retry,
-            max_poll_interval=_seconds(
-                "REDISTIMERS_MAX_POLL_INTERVAL",
-                config.get("REDISTIMERS_MAX_POLL_INTERVAL", defaults.MAX_POLL_INTERVAL),
-                0.0,
-                inclusive=False,
-            ),
-            run_in_web=_flag("REDISTIMERS_RUN_IN_WEB", config.get("REDISTIMERS_RUN_IN_WEB", False)),
-            shutdown_timeout=_seconds(
-                "REDISTIMERS_SHUTDOWN_TIMEOUT",
-                config.get("REDISTIMERS_SHUTDOWN_TIMEOUT", defaults.SHUTDOWN_TIMEOUT),
-                0.0,
-                inclusive=True,
-            ),
-            redis_options=dict(redis_options),
-        )
-
-
-class _AppState:
-    """What the extension keeps per app, in ``app.extensions["redistimers"]``."""
-
-    def __init__(self, extension: Timers, app: Flask, settings: TimersSettings) -> None:
-        self.extension = extension
-        self.app = app
-        self.settings = settings
-        self.lock = threading.Lock()
-        self.started_pid: int | None = None  # the process whose scheduler runs, in-process mode
-        self._scheduler: TimerScheduler | None = None
-        _states.add(self)
-
-    @property
-    def scheduler(self) -> TimerScheduler:
-        """The app's scheduler, connected on first use (RedisUnavailableError if Redis
-        does not answer; the next use tries again)."""
-        scheduler = self._scheduler
-        return scheduler if scheduler is not None else self.connect()
-
-    def connect(self, concurrency: int | None = None) -> TimerScheduler:
-        """The app's scheduler, created now unless it exists; with `concurrency` (the
-        worker's ``--concurrency``), a new one whose handlers run that many at once."""
-        with self.lock:
-            if self._scheduler is not None and concurrency is None:
-                return self._scheduler
-            settings = self.settings
-            scheduler = TimerScheduler.from_url(
-                settings.url,
-                routers=[self.extension._router_for(self.app, concurrency)],
-                namespace=settings.namespace,
-                retry=settings.retry,
-                max_poll_interval=settings.max_poll_interval,
-                **settings.redis_options,
-            )
-            if self._scheduler is None:
-                self._scheduler = scheduler
-            return scheduler
-
-    @property
-    def created(self) -> bool:
-        return self._scheduler is not None
-
-    def start_here(self) -> bool:
-        """Start the scheduler in this process unless it already runs here; True if this
-        call started it. A start inherited through fork (say, in a gunicorn master before
-        it forked its workers) is never trusted: the pid must be this process's."""
-        pid = os.getpid()
-        if self.started_pid == pid and self._scheduler is not None and self._scheduler.running:
-            return False
-        scheduler = self.scheduler
-        with self.lock:
-            if scheduler.running and self.started_pid in (None, pid):
-                self.started_pid = pid  # started here, by this extension or by the app
-                return False
-            scheduler.start()  # SchedulerStateError if a parent's "running" came through fork
-            self.started_pid = pid
-        _stop_at_exit()
-        log.info("started the timer scheduler of app %r in process %d", self.app.name, pid)
-        return True
-
-    def stop_here(self, timeout: float | None = None) -> bool:
-        """Stop the scheduler if it runs in this process; True when everything drained."""
-        with self.lock:
-            scheduler, started = self._scheduler, self.started_pid == os.getpid()
-            self.started_pid = None
-        if scheduler is None or not started:
-            return True
-        return scheduler.stop(self.settings.shutdown_timeout if timeout is None else timeout)
-
-    def after_fork_in_child(self) -> None:
-        self.lock = threading.Lock()  # a thread of the parent may have held it
-
-
-_states: weakref.WeakSet[_AppState] = weakref.WeakSet()
-_atexit_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _stop_all_at_exit() -> None:
-    for state in list(_states):
-        try:
-            state.stop_here()
-        except Exception:  # an exit hook must not stop the others
-            log.exception("stopping the timer scheduler of app %r failed", state.app.name)
-
-
-def _stop_at_exit() -> None:
-    """Register, once per interpreter (fork keeps the registration), the graceful stop of
-    every scheduler started in this process."""
-    global _atexit_registered
-    with _atexit_lock:
-        if not _atexit_registered:
-            atexit.register(_stop_all_at_exit)
-            _atexit_registered = True
-
-
-def _after_fork_in_child() -> None:
-    global _atexit_lock
-    _atexit_lock = threading.Lock()
-    for state in list(_states):
-        state.after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _run_in_app_context(app: Flask, func: F) -> F:
@@ -277,16 +85,6 @@ def _proxy(
         return method(self.scheduler, *args, **kwargs)
 
     return call
-
-
-def app_state(app: Flask) -> _AppState:
-    """The extension's state of `app`; RuntimeError when `init_app` was not called."""
-    state = app.extensions.get(EXTENSION_KEY)
-    if not isinstance(state, _AppState):
-        raise RuntimeError(
-            f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app)"
-        )
-    return state
 
 
 class Timers:
@@ -353,7 +151,7 @@ class Timers:
         self._included.append(router)
 
     def _check_open(self) -> None:
-        if any(state.extension is self and state.created for state in list(_states)):
+        if scheduler_created(self):
             raise ConfigurationError(
                 "register timer handlers before the scheduler is first used: it has been "
                 "created already and would not deliver them"

@@ -1,0 +1,73 @@
+"""Webhook timers: at the due time, send the timer's payload as JSON to a URL.
+
+    webhooks = Webhooks(["hooks.example.com", "*.partner.example"])
+    webhooks.register(router, retry=RetryPolicy(max_attempts=8))     # topic "webhooks"
+    scheduler.set_timer("webhooks", WebhookPayload("https://hooks.example.com/paid", {"id": 7}),
+                        activate_in=dt.timedelta(hours=1))
+
+HTTP is spoken by the standard library (http.client): no extra dependency. A worker sends
+only to hosts on its allow-list and, unless `allow_private`, only to public addresses: it
+resolves the host, refuses loopback, private, link-local, reserved and other non-global
+addresses, and connects to the very address it checked, so a DNS answer that changes in
+between (DNS rebinding) cannot send it elsewhere. Redirects are never followed, proxies
+never used, and a response body is read only up to `max_response_bytes`.
+
+The package, a module per job: `payload` (WebhookPayload and its checks), `addresses` (the
+allow-list and the public-address check), `client` (one HTTP exchange), `webhooks` (the
+Webhooks handler) and `errors`; every public name is here.
+"""
+
+from __future__ import annotations
+
+from .addresses import is_public_address
+from .client import WebhookResponse, parse_retry_after
+from .errors import (
+    InvalidWebhookError,
+    WebhookConnectionError,
+    WebhookError,
+    WebhookFailed,
+    WebhookRefused,
+    WebhookRetryAfter,
+    WebhookTimeout,
+)
+from .payload import (
+    METHODS,
+    RESERVED_HEADERS,
+    RESERVED_PREFIX,
+    WebhookPayload,
+    delivery_headers,
+    shown,
+)
+from .webhooks import (
+    ERROR_BODY_CHARS,
+    MAX_RESPONSE_BYTES,
+    MAX_RETRY_AFTER,
+    TIMEOUT,
+    USER_AGENT,
+    Webhooks,
+)
+
+__all__ = [
+    "ERROR_BODY_CHARS",
+    "MAX_RESPONSE_BYTES",
+    "MAX_RETRY_AFTER",
+    "METHODS",
+    "RESERVED_HEADERS",
+    "RESERVED_PREFIX",
+    "TIMEOUT",
+    "USER_AGENT",
+    "InvalidWebhookError",
+    "WebhookConnectionError",
+    "WebhookError",
+    "WebhookFailed",
+    "WebhookPayload",
+    "WebhookRefused",
+    "WebhookResponse",
+    "WebhookRetryAfter",
+    "WebhookTimeout",
+    "Webhooks",
+    "delivery_headers",
+    "is_public_address",
+    "parse_retry_after",
+    "shown",
+]
