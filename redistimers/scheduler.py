@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
 from typing import Any, NamedTuple
@@ -17,7 +15,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from . import defaults
+from . import defaults, forking
 from .admin import TimerAdmin
 from .codec import encode_envelope
 from .delivery import Hooks, deliver, settle
@@ -50,7 +48,6 @@ class _Entry(NamedTuple):
     topic: str
     scheduled: ScheduleEntry
 
-_schedulers: weakref.WeakSet[TimerScheduler] = weakref.WeakSet()
 
 
 def describe_location(client: redis.Redis) -> str:
@@ -107,7 +104,7 @@ class TimerScheduler(TimerAdmin):
         self._poller: Poller | None = None
         self._draining: Poller | None = None  # a poller that stop() waits for
         self._lost_to_fork = False
-        _schedulers.add(self)
+        forking.track(self)
 
     @classmethod
     def from_url(
@@ -404,31 +401,3 @@ class TimerScheduler(TimerAdmin):
             f"<TimerScheduler {state} namespace={self._store.namespace!r} "
             f"topics={self.topics_handled} redis={self._where}>"
         )
-
-
-_held_for_fork: list[Any] = []
-
-
-def _before_fork() -> None:
-    stores = {id(s._store.client.connection_pool): s._store for s in list(_schedulers)}
-    for store in stores.values():
-        _held_for_fork.extend(store.hold_for_fork())
-
-
-def _after_fork_in_parent() -> None:
-    TimerStore.release_after_fork(_held_for_fork)
-    _held_for_fork.clear()
-
-
-def _after_fork_in_child() -> None:
-    _after_fork_in_parent()
-    for scheduler in list(_schedulers):
-        scheduler._forget_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
