@@ -5,9 +5,10 @@ other languages can schedule timers::
 
     {"v": 1, "p": <payload>, "h": {"k": "v"}, "c": "<correlation id>", "t": <created ms>}
 
-"h" and "c" are left out when empty. A periodic timer adds {"a": <anchor ms>, "e": <every
-ms>} (written first, so that the schedule script can fill in "a") or {"cron": "<expr>",
-"tz": "<zone>"}.
+"h", "c" and "t" are left out when empty (the library writes no "t": a pending timer's
+bytes are what a Redis holding millions of them is made of). A periodic timer adds
+{"a": <anchor ms>, "e": <every ms>} (written first, so that the schedule script can fill
+in "a") or {"cron": "<expr>", "tz": "<zone>"}.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def encode_envelope(
     payload_type: Any | None,
     headers: Mapping[str, str],
     correlation_id: str | None,
-    created_ms: int,
+    created_ms: int | None = None,
     period: Period | None = None,
     anchor_ms: float | None = None,
 ) -> str:
@@ -152,7 +153,7 @@ def _finish(
     period: Period | None,
     headers: Mapping[str, str],
     correlation_id: str | None,
-    created_ms: int,
+    created_ms: int | None,
 ) -> dict[str, Any]:
     """The envelope's fields after the payload."""
     if period is not None:
@@ -161,7 +162,8 @@ def _finish(
         body["h"] = dict(headers)
     if correlation_id is not None:
         body["c"] = correlation_id
-    body["t"] = created_ms
+    if created_ms is not None:
+        body["t"] = created_ms
     return body
 
 

@@ -216,7 +216,6 @@ class TimerScheduler(TimerAdmin):
             handler.payload_type if handler else None,
             check_headers(spec.headers),
             check_correlation_id(spec.correlation_id),
-            created_ms=int(time.time() * 1000),
             period=period,
             anchor_ms=due.at_ms,
         )
