@@ -21,9 +21,13 @@ LEASE_RENEW_FRACTION = 1 / 3
 #: Shortest lease accepted: renewal at a third of it must stay well above a round trip.
 MIN_LEASE_TTL = 0.1
 
-#: Longest the poller sleeps without asking Redis. Wake-ups normally come from pub/sub
-#: and from the next due time Redis reports; this only bounds the cost of a lost message.
-MAX_POLL_INTERVAL = 10.0
+#: Longest the poller sleeps without asking Redis about a topic. It learns each topic's
+#: next due time from every claim, and is woken by pub/sub whenever a timer becomes a
+#: topic's earliest; a lost wake-up means a lost connection, which the listener sees
+#: (see LISTENER_KEEPALIVE) and answers by claiming every topic. So this is only a last
+#: safety net, long enough that an idle worker with 100 topics costs Redis well under
+#: one command a second (an empty topic's claim is two commands).
+MAX_POLL_INTERVAL = 300.0
 
 #: Most timers one claim takes from one topic in one script call; keeps every script
 #: call short so Redis stays responsive to other clients.
@@ -53,6 +57,13 @@ REDIS_BACKOFF_MAX = 5.0
 #: How often the wake-up listener looks up from its pub/sub socket to see whether it
 #: should stop; it costs no Redis command.
 LISTENER_POLL_INTERVAL = 0.2
+
+#: A pub/sub connection silent this long is sent a PING; without an answer within
+#: LISTENER_PING_TIMEOUT it is taken for dead, reconnected, and every topic is claimed
+#: (wake-ups sent meanwhile were lost). This, not polling, is what keeps a lost
+#: wake-up from delaying a timer, so MAX_POLL_INTERVAL can be long.
+LISTENER_KEEPALIVE = 30.0
+LISTENER_PING_TIMEOUT = 10.0
 
 #: Retry policy used when a topic names none: 20 attempts, exponential from 1 s,
 #: capped at 10 minutes, full jitter, about 2.5 hours of retrying in all.

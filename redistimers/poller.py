@@ -318,7 +318,7 @@ class Poller:
         if result.timers:
             self._next_renewal = min(self._next_renewal, renew_at)
         wait = self._max_poll_interval
-        if result.next_ms is not None:
+        if result.next_ms is not None and result.server_now_ms is not None:
             wait = min(wait, max(0.0, (result.next_ms - result.server_now_ms) / 1000))
         state.next_claim_at = now + wait
 

@@ -127,7 +127,6 @@ class TimerScheduler(TimerAdmin):
         }
         client_options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
-            "health_check_interval": 30,
             # One quick retry replaces a pooled connection that died with a Redis restart;
             # longer outages are ridden out by the scheduler's own backoff.
             "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),

@@ -90,7 +90,8 @@ class ClaimResult:
     """What one claim returned, with the server's clock so callers sleep for durations."""
 
     timers: list[ClaimedTimer]
-    server_now_ms: float
+    #: The server's clock (None when the topic was empty: the script did not read it).
+    server_now_ms: float | None
     #: Score of the earliest timer left in the topic (a due time or a lease expiry).
     next_ms: float | None
 
@@ -286,7 +287,8 @@ class TimerStore:
         for op, reply in zip(batch.ops, replies, strict=True):
             if op.kind == "claim":
                 claim = _claim_result(op.topic, reply)
-                self.clock_offset_ms = claim.server_now_ms - received_ms
+                if claim.server_now_ms is not None:
+                    self.clock_offset_ms = claim.server_now_ms - received_ms
                 results.append(claim)
             else:
                 results.append([text(x) for x in reply])
@@ -349,4 +351,6 @@ def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
     for i in range(2, len(reply), 2):
         token, attempt, due, timer_id = text(reply[i]).split("\n", 3)
         timers.append(ClaimedTimer(topic, timer_id, token, int(attempt), float(due), reply[i + 1]))
-    return ClaimResult(timers, float(reply[0]), float(reply[1]) if reply[1] else None)
+    return ClaimResult(
+        timers, float(reply[0]) if reply[0] else None, float(reply[1]) if reply[1] else None
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -60,14 +61,26 @@ class WakeListener:
     def _run(self) -> None:
         pubsub: Any = None
         failures = 0
+        heard = time.monotonic()  # when the connection last said anything
+        pinged: float | None = None  # when a keepalive PING went unanswered so far
         while not self._stop.is_set():
             try:
                 if pubsub is None:
                     pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
                     pubsub.subscribe(*self._topic_of)
+                    heard, pinged = time.monotonic(), None
                 message = pubsub.get_message(timeout=defaults.LISTENER_POLL_INTERVAL)
+                now = time.monotonic()
                 if message is None:
+                    # A connection that died without a word (a dropped NAT entry, a
+                    # half-open TCP) would lose wake-ups unseen: ask it now and then.
+                    if pinged is not None and now - pinged > defaults.LISTENER_PING_TIMEOUT:
+                        raise ConnectionError("the pub/sub connection did not answer a PING")
+                    if pinged is None and now - heard > defaults.LISTENER_KEEPALIVE:
+                        pubsub.ping()
+                        pinged = now
                     continue
+                heard, pinged = now, None
                 if message["type"] == "message":
                     self._on_wake(self._topic_of.get(_text(message["channel"])))
                 elif message["type"] == "subscribe":

@@ -140,3 +140,30 @@ def test_healthy_is_true_while_running(make_scheduler: SchedulerFactory) -> None
         assert scheduler.running is True
         assert scheduler.healthy is True
     assert scheduler.healthy is True
+
+
+def test_a_pub_sub_connection_that_stops_answering_is_replaced_and_wake_ups_flow_again(
+    make_scheduler: SchedulerFactory,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from redistimers import defaults
+
+    monkeypatch.setattr(defaults, "LISTENER_KEEPALIVE", 0.3)
+    monkeypatch.setattr(defaults, "LISTENER_PING_TIMEOUT", 0.3)
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("ticks")(handler)
+    scheduler = make_scheduler(router)
+    with scheduler:
+        time.sleep(0.2)
+        redis_client.execute_command("CLIENT", "PAUSE", 1500)  # every client hears nothing
+        wait_for(lambda: scheduler.metrics().redis_errors >= 1, timeout=5)
+        assert "did not answer a PING" in caplog.text
+        wait_for(lambda: scheduler.healthy, timeout=10)
+        time.sleep(0.5)  # the new subscription is in place
+        # Scheduled by another process's scheduler: only a wake-up can bring it in time.
+        make_scheduler().set_timer("ticks", "after", activate_in=0.2)
+        handler.wait_calls(1, timeout=3)
+    assert handler.payloads == ["after"]

@@ -285,12 +285,30 @@ def test_claim_uses_the_server_clock(
     assert second.server_now_ms >= due
 
 
-def test_claim_reports_the_server_now(store: TimerStore, redis_client: redis.Redis) -> None:
+def test_claim_reports_the_server_now(
+    store: TimerStore, redis_client: redis.Redis, future: int
+) -> None:
+    store.schedule(TOPIC, [at("later", future)])
     before = server_ms(redis_client)
     result = claim(store)
     after_ms = server_ms(redis_client)
+    assert result.server_now_ms is not None
     assert before <= result.server_now_ms <= after_ms
     assert result.timers == []
+    assert result.next_ms == future
+
+
+def test_claim_of_an_empty_topic_reads_neither_clock_nor_anything_else(
+    store: TimerStore, redis_client: redis.Redis
+) -> None:
+    redis_client.config_resetstat()
+    result = claim(store)
+    assert (result.timers, result.server_now_ms, result.next_ms) == ([], None, None)
+    calls = {
+        name: stats["calls"] for name, stats in redis_client.info("commandstats").items()
+    }
+    assert calls.get("cmdstat_time") is None  # one ZRANGE besides the script itself
+    assert calls.get("cmdstat_zrange") == 1
 
 
 def test_claim_takes_at_most_limit_timers_earliest_first(

@@ -4,10 +4,14 @@
 -- Each claimed timer gets a fresh fencing token, stays in `due` scored at its lease's
 -- expiry (so it comes back by itself if its worker dies), and counts one more attempt.
 -- A due id without a body is a leftover and is removed.
--- Returns {server now ms, score of the earliest timer left ('' if none),
---          then per timer: "<token>\n<attempt>\n<due ms>\n<id>", envelope}; times are ms
---          since the epoch as decimal strings with microseconds. (Two strings per timer
---          rather than five: the client parses replies element by element.)
+-- Returns {server now ms ('' for an empty topic), score of the earliest timer left ('' if
+--          none), then per timer: "<token>\n<attempt>\n<due ms>\n<id>", envelope}; times
+--          are ms since the epoch as decimal strings with microseconds. (Two strings per
+--          timer rather than five: the client parses replies element by element.)
+-- An empty topic costs one command besides the script itself: idle workers that check
+-- many topics now and then keep Redis's load near nothing.
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #head == 0 then return {'', ''} end
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local limit = tonumber(ARGV[2])
