@@ -89,7 +89,12 @@ class Recorder:
         self.lock = threading.Lock()
         self.client = redis.Redis.from_url(args.redis_url)
         self.stopping = threading.Event()
-        self.log = open(args.out + ".log", "a", buffering=1) if args.durable else None
+        # Held open for the worker's life (closed in finish), so no `with` block.
+        self.log = (
+            open(args.out + ".log", "a", buffering=1)  # noqa: SIM115
+            if args.durable
+            else None
+        )
         self._reporter = threading.Thread(target=self._report, daemon=True)
 
     def record(self, timer_id: str, topic: str) -> None:
@@ -117,6 +122,9 @@ class Recorder:
         self.stopping.set()
         with self.lock:
             records = list(self.records)
+            if self.log is not None:
+                self.log.close()
+                self.log = None
         with open(self.out, "w") as f:
             json.dump({"fired": records, "pid": os.getpid()}, f)
         self.client.set(f"bench:progress:{self.name}", len(records))
