@@ -87,6 +87,7 @@ class Poller:
         self._completed: deque[tuple[ClaimedTimer, Outcome]] = deque()
         self._woken: deque[str | None] = deque()
         self._wake = threading.Event()
+        self._sleeping = False  # the poller waits on _wake (see _sleep)
         self._stopping = threading.Event()
         self._abort = threading.Event()  # give up on Redis and running handlers now
         self._exited = threading.Event()
@@ -171,7 +172,8 @@ class Poller:
                     delay_ms = math.ceil(policy.delay(timer.attempt) * 1000)
                     outcome = Outcome("retry", delay_ms=delay_ms)
         self._completed.append((timer, outcome))
-        self._wake.set()
+        if self._sleeping:
+            self._wake.set()
         if self._exited.is_set():
             self._settle_late()
 
@@ -341,5 +343,12 @@ class Poller:
                 if state.free > 0:
                     wake_at = min(wake_at, state.next_claim_at)
         wake_at = min(wake_at, self._next_renewal)
-        if wake_at > now and not self._woken:
-            self._wake.wait(wake_at - now)
+        # Handler threads set the event only while the poller sleeps (setting it costs
+        # them a lock each time): say so first, then look at the deque once more, so that
+        # an outcome appended just before is not left waiting.
+        self._sleeping = True
+        try:
+            if wake_at > now and not self._woken and not self._completed:
+                self._wake.wait(wake_at - now)
+        finally:
+            self._sleeping = False

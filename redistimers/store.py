@@ -151,10 +151,11 @@ class Batch:
         (of a periodic timer) moves the timer there and None removes it (stale ids)."""
         k = self._store.keys(topic)
         for chunk in chunks(items, defaults.SETTLE_BATCH_MAX):
-            args = [k.wake]
-            for timer_id, token, next_ms in chunk:
-                args += [timer_id, token, "" if next_ms is None else repr(float(next_ms))]
-            self._add("ack", topic, "ack", (k.due, k.body, k.lease, k.attempts), args)
+            records = "\x1e".join(
+                f"{timer_id}\x1f{token}\x1f" + ("" if next_ms is None else repr(float(next_ms)))
+                for timer_id, token, next_ms in chunk
+            )
+            self._add("ack", topic, "ack", (k.due, k.body, k.lease, k.attempts), (k.wake, records))
 
     def retry(self, topic: str, items: Sequence[tuple[str, str, int]]) -> None:
         """Deliver again after a delay: (id, token, delay ms) triples (stale ids)."""
@@ -348,9 +349,16 @@ class TimerStore:
 
 def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
     timers = []
-    for i in range(2, len(reply), 2):
-        token, attempt, due, timer_id = text(reply[i]).split("\n", 3)
-        timers.append(ClaimedTimer(topic, timer_id, token, int(attempt), float(due), reply[i + 1]))
+    for item in reply[2:]:
+        raw = item if isinstance(item, bytes) else item.encode()  # lengths count bytes
+        token, attempt, due, length, rest = raw.split(b"\x1f", 4)
+        size = int(length)
+        envelope: bytes | str = rest[size:] if raw is item else rest[size:].decode()
+        timers.append(
+            ClaimedTimer(
+                topic, rest[:size].decode(), token.decode(), int(attempt), float(due), envelope
+            )
+        )
     return ClaimResult(
         timers, float(reply[0]) if reply[0] else None, float(reply[1]) if reply[1] else None
     )

@@ -1,22 +1,32 @@
 -- Settle delivered timers, fenced: only where the lease still holds the caller's token.
 -- KEYS: due, body, lease, attempts
--- ARGV: wake channel, then per timer: id, token, next due ms ('' to remove the timer)
+-- ARGV: wake channel, then the timers as one string: records separated by \30, fields by
+--       \31: id, token, next due ms ('' to remove the timer). (One string rather than
+--       three arguments per timer: packing arguments is a worker's largest cost per ack.)
 -- A timer without a next due time is removed; a periodic one is moved to its next
 -- occurrence with a fresh attempt count (a wake-up is published if one became the
 -- earliest). A timer re-set or cancelled while its handler ran no longer holds that
 -- token, so its new version survives. Returns the ids whose token was stale.
-local ids, done, again, zargs, stale = {}, {}, {}, {}, {}
-local n = (#ARGV - 1) / 3
-for i = 1, n do ids[i] = ARGV[3 * i - 1] end
+local ids, tokens, nexts, done, again, zargs, stale = {}, {}, {}, {}, {}, {}, {}
+local data, pos = ARGV[2], 1
+while pos <= #data do
+  local stop = string.find(data, '\30', pos, true) or (#data + 1)
+  local f1 = string.find(data, '\31', pos, true)
+  local f2 = string.find(data, '\31', f1 + 1, true)
+  ids[#ids + 1] = string.sub(data, pos, f1 - 1)
+  tokens[#tokens + 1] = string.sub(data, f1 + 1, f2 - 1)
+  nexts[#nexts + 1] = string.sub(data, f2 + 1, stop - 1)
+  pos = stop + 1
+end
 local leases = redis.call('HMGET', KEYS[3], unpack(ids))
-for i = 1, n do
-  if leases[i] ~= ARGV[3 * i] then
+for i = 1, #ids do
+  if leases[i] ~= tokens[i] then
     stale[#stale + 1] = ids[i]
-  elseif ARGV[3 * i + 1] == '' then
+  elseif nexts[i] == '' then
     done[#done + 1] = ids[i]
   else
     again[#again + 1] = ids[i]
-    zargs[#zargs + 1] = tonumber(ARGV[3 * i + 1])
+    zargs[#zargs + 1] = tonumber(nexts[i])
     zargs[#zargs + 1] = ids[i]
   end
 end

@@ -5,9 +5,11 @@
 -- expiry (so it comes back by itself if its worker dies), and counts one more attempt.
 -- A due id without a body is a leftover and is removed.
 -- Returns {server now ms ('' for an empty topic), score of the earliest timer left ('' if
---          none), then per timer: "<token>\n<attempt>\n<due ms>\n<id>", envelope}; times
---          are ms since the epoch as decimal strings with microseconds. (Two strings per
---          timer rather than five: the client parses replies element by element.)
+--          none), then per timer one string: token, attempt, due ms, the id's length in
+--          bytes, each followed by \31, then the id and the envelope}; times are ms since
+--          the epoch as decimal strings with microseconds. (One string per timer rather
+--          than five: the client parses replies element by element. The id is counted,
+--          not delimited, so any id and any envelope come back intact.)
 -- An empty topic costs one command besides the script itself: idle workers that check
 -- many topics now and then keep Redis's load near nothing.
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -38,8 +40,8 @@ if limit > 0 then
         leases[#leases + 1] = token
         attempts[#attempts + 1] = id
         attempts[#attempts + 1] = attempt
-        out[#out + 1] = token .. '\n' .. attempt .. '\n' .. due[2 * i] .. '\n' .. id
-        out[#out + 1] = bodies[i]
+        out[#out + 1] = token .. '\31' .. attempt .. '\31' .. due[2 * i] .. '\31' .. #id
+          .. '\31' .. id .. bodies[i]
       else
         orphans[#orphans + 1] = id
       end
