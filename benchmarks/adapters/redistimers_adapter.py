@@ -1,0 +1,131 @@
+"""Benchmark adapter for redistimers itself (see PROTOCOL.md), through its public API only.
+
+A timer is ``set_timer(topic, payload, activate_at=<due>, timer_id=<id>)`` (``--bulk``:
+``set_timers`` of TimerSpec values); a worker is one TimerScheduler with a handler per
+topic, started with ``start()`` and stopped with ``stop()`` on SIGTERM. Run it with the
+project's own interpreter (it imports redistimers from the work tree).
+
+The worker's Redis client counts its round trips client-side (the counting connection of
+benchmarks/drain.py: one per command or pipeline sent, pub/sub included) and adds the total
+to the out file as ``client_round_trips``, over the worker's whole life.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from itertools import islice
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.dirname(os.path.dirname(HERE)))  # the work tree: benchmarks.drain
+
+import _common  # noqa: E402
+
+import redistimers  # noqa: E402
+from benchmarks.drain import DEFAULT_MAX_CONCURRENT, ROUND_TRIPS, counting_client  # noqa: E402
+from redistimers import Delivery, Router, TimerScheduler, TimerSpec, defaults  # noqa: E402
+
+#: Shortest lease of the tuned profile: it bounds how long a killed worker's timers wait
+#: (the crash workload), and costs nothing while handlers are short (a running handler's
+#: lease is renewed at a third of it).
+TUNED_LEASE_TTL = 5.0
+#: Timers per set_timers call in --bulk, so a plan of millions is not held twice in memory.
+BULK_CALL = 50_000
+
+TUNED: dict[str, Any] = {
+    "max_concurrent": DEFAULT_MAX_CONCURRENT,  # per topic; --concurrency overrides it
+    "lease_ttl": TUNED_LEASE_TTL,
+    "max_poll_interval": defaults.MAX_POLL_INTERVAL,
+}
+DEFAULTS: dict[str, Any] = {
+    "max_concurrent": defaults.MAX_CONCURRENT,
+    "lease_ttl": defaults.LEASE_TTL,
+    "max_poll_interval": defaults.MAX_POLL_INTERVAL,
+}
+NOTES = (
+    "One TimerScheduler per worker process: one poller thread claims due timers in batches "
+    "of the topic's free handler slots and settles finished ones in the same pipelined round "
+    "trip; a handler thread pool runs them. Tuned: max_concurrent = --concurrency per topic "
+    f"and a {TUNED_LEASE_TTL:g} s lease (crash recovery time); default: the library's "
+    "defaults (max_concurrent 10, 30 s lease). Bulk: set_timers (pipelined chunks)."
+)
+
+
+def due_at(due_ms: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(due_ms / 1000, tz=dt.timezone.utc)
+
+
+def schedule(args: Any) -> None:
+    timers, payload = _common.load_plan(args.plan)
+    scheduler = TimerScheduler.from_url(args.redis_url)
+
+    def one(timer: _common.Timer) -> None:
+        timer_id, topic, due = timer
+        scheduler.set_timer(topic, payload, activate_at=due_at(due), timer_id=timer_id)
+
+    def bulk() -> int:
+        specs = (
+            TimerSpec(topic, payload, activate_at=due_at(due), timer_id=timer_id)
+            for timer_id, topic, due in timers
+        )
+        while chunk := list(islice(specs, BULK_CALL)):
+            scheduler.set_timers(chunk)
+        return len(timers)
+
+    if args.bulk:
+        _common.timed(bulk)
+    else:
+        _common.timed(lambda: _common.in_threads(timers, args.threads, one))
+
+
+def worker(args: Any) -> None:
+    recorder = _common.Recorder(args)
+
+    def fire(payload: Any, delivery: Delivery) -> None:
+        recorder.record(delivery.timer_id, delivery.topic)
+
+    router = Router()
+    for topic in args.topics:
+        if args.profile == "tuned":
+            router.handler(topic, max_concurrent=args.concurrency, lease_ttl=TUNED_LEASE_TTL)(fire)
+        else:
+            router.handler(topic)(fire)
+    scheduler = TimerScheduler(counting_client(args.redis_url), routers=[router])
+    stop = _common.on_sigterm(lambda: None)
+    scheduler.start()
+    recorder.ready()
+    while not stop.wait(0.5):
+        pass
+    scheduler.stop(timeout=10)
+    recorder.finish()
+    with open(args.out) as f:
+        out = json.load(f)
+    out["client_round_trips"] = sum(ROUND_TRIPS.snapshot().values())
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+
+
+def main() -> None:
+    args = _common.parse_args()
+    if args.command == "info":
+        _common.print_json({
+            "library": "redistimers",
+            "version": redistimers.__version__,
+            "tuned": TUNED,
+            "defaults": DEFAULTS,
+            "multi_worker_safe": True,
+            "bulk_schedule": True,
+            "notes": NOTES,
+        })
+    elif args.command == "schedule":
+        schedule(args)
+    else:
+        worker(args)
+
+
+if __name__ == "__main__":
+    main()

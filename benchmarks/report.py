@@ -1,0 +1,203 @@
+"""The outputs of a run: a markdown table (one row per figure, one column per library, and
+redistimers' ratio to the best peer), the raw JSON, and a PNG of the lateness CDFs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .figures import Cell, Figure
+from .peers import OURS
+from .session import Sizes, Subject
+
+METHOD = """\
+## How it measures
+
+- Every library runs through its adapter (`benchmarks/adapters/`, PROTOCOL.md) in its own
+  interpreter, on one redis-server for the whole run, with FLUSHALL and CONFIG RESETSTAT
+  before each case. Workers are separate processes; handlers do nothing but record
+  `[id, topic, time.time()]`. Each library's cases run minutes apart from the others'.
+- **drain**: the timers are scheduled already due, then one worker starts; timers/s from
+  the first fire to the last. Redis figures are INFO deltas from just before the worker
+  started until {settle:g} s after the last fire (its last acks), less the harness's own
+  commands. *Round trips (server)* is `total_reads_processed` per timer: socket reads of
+  client requests, which approximates client round trips for every library (a pipeline
+  read at once counts one). *Counted by the client* is redistimers' own count (its
+  adapter's counting connection, over the worker's whole life, pub/sub included); the
+  peers' adapters do not count. *Commands* come from `INFO commandstats`, which counts the
+  commands run inside Lua scripts as well; *Redis CPU* from `used_cpu_user + used_cpu_sys`.
+  The adapters' progress reports (a SET at most every 50 ms) are included.
+- **drain-4**, **two workers**: the timers are all due at one moment a little ahead, and
+  the workers are started and ready before it; duplicates are timers fired more than once,
+  missed/never fired those not fired within the time limit.
+- **lateness**: fired - due in ms, one clock (the Redis server's machine); the worker is
+  running and idle before the timers are scheduled, a few seconds ahead of the first due
+  time, the library's fastest way. A timer never fired counts as infinitely late.
+- **memory**: Redis `used_memory` growth per pending timer, ids given as 36-character
+  uuid4 strings (the protocol gives every library the ids; redistimers' own default ids
+  are 22 characters). **worker memory**: VmRSS of the worker and its child processes,
+  before and after the timers were scheduled, with the worker already running.
+- **idle load**: commands per second (commandstats, scripts' inner commands included) of
+  one idle worker, after its start-up.
+- **crash**: `--durable` workers; the first is SIGKILLed with its process group; a second
+  starts at once. How fast timers come back depends on the lease or visibility timeout,
+  listed in each library's settings.
+- **scale**: pending timers due in a day on the drain's topic, filled in bulk (or from 8
+  threads) and added up from one size to the next; at each size a new worker drains
+  {scale_due:,} due timers, then the idle lateness plan runs.
+- **schedule**: one `schedule` command of {schedule:,} timers into an empty Redis.
+- The ratio column divides redistimers' value by the best peer's: above 1 is better for
+  ↑ figures, below 1 for ↓ ones. A cell without a number says why.
+"""
+
+
+@attrs.frozen
+class Report:
+    meta: dict[str, Any]
+    sizes: Sizes
+    subjects: list[Subject]
+    figures: list[Figure]
+    cells: dict[str, dict[str, Cell]]
+    raw: dict[str, dict[str, Any]]
+
+    def label(self, figure: Figure) -> str:
+        arrow = {"higher": " ↑", "lower": " ↓"}.get(figure.better or "", "")
+        return figure.label.format(**attrs.asdict(self.sizes)) + arrow
+
+    def ratio(self, figure: Figure) -> str:
+        ours = self.cells.get(OURS, {}).get(figure.key)
+        if figure.better is None or ours is None or not ours.ok:
+            return "—"
+        peers = [cells[figure.key] for name, cells in self.cells.items()
+                 if name != OURS and figure.key in cells and cells[figure.key].ok]
+        if not peers:
+            return "no peer"
+        values = [float(cell.value) for cell in peers if cell.value is not None]
+        best = max(values) if figure.better == "higher" else min(values)
+        if best <= 0 or ours.value is None or ours.value <= 0:
+            return "—"
+        return f"{ours.value / best:.2f}x"
+
+    def table(self) -> str:
+        names = [subject.name for subject in self.subjects]
+        rows = [
+            "| figure | " + " | ".join(names) + " | redistimers / best peer |",
+            "|---|" + "---:|" * (len(names) + 1),
+        ]
+        for figure in self.figures:
+            cells = [self.cells.get(name, {}).get(figure.key, Cell(None, "not measured"))
+                     for name in names]
+            rendered = [cell.render(figure.digits).replace("|", "\\|") for cell in cells]
+            rows.append(f"| {self.label(figure)} | " + " | ".join(rendered)
+                        + f" | {self.ratio(figure)} |")
+        return "\n".join(rows)
+
+    def libraries(self) -> str:
+        lines = ["## Libraries and settings", ""]
+        for subject in self.subjects:
+            if subject.info is None:
+                lines.append(f"- **{subject.name}**: {subject.unavailable}")
+                continue
+            raw = subject.info.raw
+            lines.append(
+                f"- **{subject.name} {raw.get('version', '?')}**: multi-worker safe "
+                f"{'yes' if subject.info.multi_worker_safe else 'no'}, bulk API "
+                f"{'yes' if subject.info.bulk else 'no'}; worker `--concurrency "
+                f"{subject.concurrency}`. Tuned: `{json.dumps(raw.get('tuned', {}))}`. "
+                f"Defaults: `{json.dumps(raw.get('defaults', {}))}`. {raw.get('notes', '')}"
+            )
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        meta = self.meta
+        head = (
+            f"# redistimers benchmarks\n\n{meta['mode']} run of {meta['date']}: "
+            f"`{meta['command']}`, {meta['duration_s'] / 60:.0f} min.\n"
+            f"{meta['cpus']} CPUs ({meta['cpu_model']}), {meta['memory_gib']:.0f} GiB, "
+            f"Python {meta['python']}, redis-server {meta['redis_version']} "
+            f"({meta['redis_where']}).\n"
+        )
+        method = METHOD.format(**attrs.asdict(self.sizes))
+        return f"{head}\n{self.table()}\n\n{self.libraries()}\n\n{method}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta,
+            "sizes": attrs.asdict(self.sizes),
+            "libraries": {
+                s.name: {
+                    "info": s.info.raw if s.info else None,
+                    "unavailable": s.unavailable,
+                    "concurrency": s.concurrency,
+                    "startup_s": s.info.seconds if s.info else None,
+                    "fast_schedule_rate": s.fast_rate,
+                }
+                for s in self.subjects
+            },
+            "figures": [
+                {"key": f.key, "workload": f.workload, "label": self.label(f), "better": f.better}
+                for f in self.figures
+            ],
+            "cells": {name: {key: cell.to_json() for key, cell in cells.items()}
+                      for name, cells in self.cells.items()},
+            "raw": _finite(self.raw),
+        }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf or nan: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def plot(report: Report, path: Path) -> None:
+    """Lateness CDFs of every library, idle and busy, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, workload, title in ((axes[0], "idle-lateness", "idle"),
+                                (axes[1], "busy-lateness", "busy")):
+        drawn = 0
+        for subject in report.subjects:
+            cdf = report.raw.get(subject.name, {}).get(workload, {}).get("cdf")
+            if cdf:
+                xs, ys = zip(*cdf, strict=True)
+                ax.step(xs, ys, where="post", label=subject.name)
+                drawn += 1
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("fired - due (ms, symlog)")
+        ax.set_ylabel("fraction of timers fired")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{title} lateness")
+        ax.grid(True, which="both", alpha=0.3)
+        if drawn:
+            ax.legend(loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(report: Report, folder: Path, stem: str) -> Sequence[Path]:
+    """Write <stem>.md, <stem>.json and <stem>-lateness.png into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    md, js, png = (folder / f"{stem}.md", folder / f"{stem}.json",
+                   folder / f"{stem}-lateness.png")
+    md.write_text(report.markdown())
+    js.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    plot(report, png)
+    return md, js, png

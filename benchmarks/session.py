@@ -1,0 +1,255 @@
+"""What every case needs: the sizes of this run, the Redis probe, plans, scheduling through
+an adapter, and worker processes started, awaited and stopped within time limits."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from . import procs
+from .peers import Library
+from .procs import CaseError, Info, Record, Scheduled, Worker
+from .redisinfo import Probe
+
+#: The payload of every timer: an int, a float and a 32-character string.
+PAYLOAD: dict[str, Any] = {"n": 1, "x": 1.5, "s": "abcdefghijklmnopqrstuvwxyz012345"}
+#: Handlers at once per worker (and per topic, where the library counts per topic) when
+#: the library's info does not name its tuned value under one of these keys.
+DEFAULT_CONCURRENCY = 100
+CONCURRENCY_KEYS = ("concurrency", "max_concurrent", "workers", "max_workers", "threads")
+#: Scheduling rate assumed before the schedule workload measured the library's own.
+ASSUMED_RATE = 2_000.0
+
+Timer = tuple[str, str, int]  # id, topic, due ms
+
+
+@attrs.frozen
+class Sizes:
+    """Sizes and time limits of one run (full by default; QUICK below)."""
+
+    drain: int = 20_000
+    drain_limit: float = 120.0
+    lateness_n: int = 1_000
+    lateness_span: float = 10.0
+    #: How long after the last due time a lateness case waits for the last timers.
+    lateness_grace: float = 30.0
+    busy_rate: int = 2_000
+    busy_span: float = 30.0
+    busy_topics: int = 10
+    memory: int = 100_000
+    worker_memory: int = 100_000
+    #: Longest wait for a worker's RSS to settle after the timers were scheduled.
+    rss_limit: float = 60.0
+    idle_load_s: float = 30.0
+    idle_topics: int = 100
+    scale: tuple[int, int] = (1_000_000, 10_000_000)
+    scale_due: int = 10_000
+    #: Longest a library may take to fill the pending timers of one scale size.
+    scale_fill_limit: float = 900.0
+    #: Timers per schedule command while filling (one plan file each).
+    scale_chunk: int = 1_000_000
+    schedule: int = 20_000
+    crash_n: int = 2_000
+    crash_span: float = 5.0
+    crash_kill_after: float = 1.0
+    crash_limit: float = 60.0
+    #: Time for a worker to say it is ready, and to exit after SIGTERM.
+    ready_limit: float = 60.0
+    stop_limit: float = 30.0
+    #: Quiet time before idle measurements, and after the last timer of a drain.
+    settle: float = 1.0
+    #: Least time between scheduling and the first due timer of a plan.
+    lead: float = 1.0
+
+
+QUICK = Sizes(
+    drain=2_000, drain_limit=20.0, lateness_n=100, lateness_span=1.0, lateness_grace=5.0,
+    busy_rate=200, busy_span=2.0, memory=5_000, worker_memory=5_000, rss_limit=3.0,
+    idle_load_s=1.0,
+    scale=(10_000, 50_000), scale_due=1_000, scale_fill_limit=30.0, scale_chunk=50_000,
+    schedule=2_000, crash_n=200, crash_span=1.0, crash_kill_after=0.3, crash_limit=15.0,
+    ready_limit=30.0, stop_limit=15.0, settle=0.2, lead=0.3,
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@attrs.define
+class Subject:
+    """A library under test as this run knows it: how to run it, and what it said."""
+
+    lib: Library
+    info: Info | None = None
+    unavailable: str | None = None
+    #: Timers/s of its fastest way to schedule, once the schedule workload measured it.
+    fast_rate: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.lib.name
+
+    @property
+    def concurrency(self) -> int:
+        tuned = self.info.raw.get("tuned", {}) if self.info else {}
+        for key in CONCURRENCY_KEYS:
+            value = tuned.get(key) if isinstance(tuned, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                return value
+        return DEFAULT_CONCURRENCY
+
+    @property
+    def startup_s(self) -> float:
+        return self.info.seconds if self.info else 1.0
+
+
+class Session:
+    """One run: its Redis, its sizes, a folder for plans and out files, its workers."""
+
+    def __init__(self, url: str, sizes: Sizes, folder: Path, log: Any = print) -> None:
+        self.url = url
+        self.sizes = sizes
+        self.folder = folder
+        self.probe = Probe(url)
+        self.log = log
+        self._serial = itertools.count(1)
+        self._workers: list[Worker] = []
+
+    # -- plans and scheduling -------------------------------------------------------------
+
+    def plan(self, timers: Sequence[Timer]) -> Path:
+        path = self.folder / f"plan-{next(self._serial)}.json"
+        with open(path, "w") as f:
+            json.dump({"timers": timers, "payload": PAYLOAD}, f, separators=(",", ":"))
+        return path
+
+    def schedule(
+        self, subject: Subject, timers: Sequence[Timer], *, threads: int = 1,
+        bulk: bool = False, timeout: float | None = None,
+    ) -> Scheduled:
+        path = self.plan(timers)
+        try:
+            return procs.schedule(
+                subject.lib, self.url, path, threads=threads, bulk=bulk,
+                timeout=timeout or self.schedule_limit(subject, len(timers)),
+            )
+        finally:
+            path.unlink(missing_ok=True)
+
+    def schedule_fast(
+        self, subject: Subject, timers: Sequence[Timer], timeout: float | None = None
+    ) -> Scheduled:
+        """Schedule the library's fastest way: its bulk API, else from 8 threads."""
+        bulk = subject.info is not None and subject.info.bulk
+        return self.schedule(subject, timers, threads=1 if bulk else 8, bulk=bulk,
+                             timeout=timeout)
+
+    def schedule_limit(self, subject: Subject, n: int) -> float:
+        """Generous time for scheduling n timers: 10 times the expected, at least 60 s."""
+        return max(60.0, 10 * (subject.startup_s + n / (subject.fast_rate or ASSUMED_RATE)))
+
+    def lead(self, subject: Subject, n: int) -> float:
+        """Seconds from now until a plan of n timers may start to fall due: time to start
+        the adapter and schedule them its fastest way, with room to spare."""
+        rate = subject.fast_rate or ASSUMED_RATE
+        return self.sizes.lead + 2 * subject.startup_s + 1.5 * n / rate
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def start_workers(
+        self, subject: Subject, count: int, topics: Sequence[str], *, profile: str = "tuned",
+        durable: bool = False, tag: str = "w",
+    ) -> list[Worker]:
+        workers = []
+        for _ in range(count):
+            name = f"{subject.name}-{tag}-{next(self._serial)}"
+            worker = Worker(
+                subject.lib, self.url, name, topics, concurrency=subject.concurrency,
+                profile=profile, folder=self.folder, durable=durable,
+            )
+            self._workers.append(worker)
+            workers.append(worker.start())
+        return workers
+
+    def wait_ready(self, workers: Sequence[Worker]) -> None:
+        deadline = time.monotonic() + self.sizes.ready_limit
+        names = [w.name for w in workers]
+        while not all(self.probe.ready(names)):
+            for worker in workers:
+                if worker.exited() is not None:
+                    raise worker.failure()
+            if time.monotonic() > deadline:
+                raise CaseError(f"worker not ready within {self.sizes.ready_limit:g} s")
+            time.sleep(0.02)
+
+    def wait_fired(
+        self, workers: Sequence[Worker], target: int, limit_s: float, *,
+        since: float | None = None, poll: float = 0.02,
+    ) -> int:
+        """Wait until the workers have reported `target` handler calls in all, or
+        `limit_s` seconds after `since` (monotonic; default now). Returns the count."""
+        deadline = (time.monotonic() if since is None else since) + limit_s
+        names = [w.name for w in workers]
+        while True:
+            count = self.probe.progress(names)
+            if count >= target or time.monotonic() > deadline:
+                return count
+            for worker in workers:
+                if worker.exited() is not None:
+                    raise worker.failure()
+            time.sleep(poll)
+
+    def wait_quiet(self, workers: Sequence[Worker], quiet_s: float, limit_s: float) -> None:
+        """Wait until the workers' count has not changed for `quiet_s` (at most `limit_s`)."""
+        names = [w.name for w in workers]
+        deadline = time.monotonic() + limit_s
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            count = self.probe.progress(names)
+            if count != last:
+                last, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.05)
+
+    def stop_workers(self, workers: Sequence[Worker]) -> list[Record]:
+        """SIGTERM every worker at once, then gather their records."""
+        records: list[Record] = []
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            records += worker.stop(self.sizes.stop_limit)
+        return records
+
+    def cleanup(self) -> None:
+        """Kill every worker this session started that may still run (end of a case)."""
+        for worker in self._workers:
+            worker.kill()
+        self._workers.clear()
+
+    def reset(self) -> None:
+        self.probe.reset()
+
+    def close(self) -> None:
+        self.cleanup()
+        self.probe.close()
+
+
+def timed_out(limit_s: float, count: int, n: int) -> CaseError:
+    return CaseError(f"timed out after {limit_s:g} s: {count:,} of {n:,} fired")
+
+
+def spread(prefix: str, topics: Sequence[str], n: int, start_ms: float,
+           span_s: float) -> list[Timer]:
+    """n timers due evenly from `start_ms` over `span_s`, over the topics in turn."""
+    step = span_s * 1000 / n
+    return [(f"{prefix}{i}", topics[i % len(topics)], math.ceil(start_ms + i * step))
+            for i in range(n)]

@@ -1,0 +1,107 @@
+"""Workloads about capacity and cost at rest: schedule rates, Redis memory per pending
+timer, worker memory per pending timer, and the load of an idle worker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from . import procs
+from .figures import Cell, Result
+from .procs import CaseError, Unable
+from .session import Session, Subject, Timer, now_ms
+
+HOUR_MS = 3_600_000
+
+
+def _pending(prefix: str, topic: str, n: int, uuids: bool = False) -> list[Timer]:
+    """n timers due about an hour from now (1 ms apart)."""
+    due = now_ms() + HOUR_MS
+    return [(str(uuid.uuid4()) if uuids else f"{prefix}{i}", topic, due + i) for i in range(n)]
+
+
+def schedule(s: Session, subject: Subject, result: Result) -> None:
+    """Timers/s of one thread, 8 threads and the bulk API, each into an empty Redis."""
+    n = s.sizes.schedule
+    fastest = 0.0
+    for key, threads, bulk in (("one", 1, False), ("threads", 8, False), ("bulk", 1, True)):
+        s.reset()
+        try:
+            scheduled = s.schedule(subject, _pending("s", "schedule", n), threads=threads,
+                                   bulk=bulk)
+        except Unable as exc:
+            result.cells[f"schedule.{key}"] = Cell(None, "no bulk API" if bulk else str(exc))
+            continue
+        except CaseError as exc:
+            result.cells[f"schedule.{key}"] = Cell(None, str(exc))
+            continue
+        if scheduled.n != n:
+            result.cells[f"schedule.{key}"] = Cell(None, f"scheduled {scheduled.n:,} of {n:,}")
+            continue
+        result.cells[f"schedule.{key}"] = Cell(scheduled.rate)
+        result.raw[key] = {"n": scheduled.n, "seconds": scheduled.seconds}
+        if threads > 1 or bulk:
+            fastest = max(fastest, scheduled.rate)
+    if fastest:
+        subject.fast_rate = fastest
+
+
+def memory(s: Session, subject: Subject, result: Result) -> None:
+    """Redis used_memory growth per pending timer (ids: 36-character uuid4 strings)."""
+    s.reset()
+    n = s.sizes.memory
+    before = s.probe.used_memory()
+    s.schedule_fast(subject, _pending("m", "memory", n, uuids=True))
+    after = s.probe.used_memory()
+    result.cells["memory.bytes"] = Cell((after - before) / n)
+    result.raw.update(n=n, used_memory_before=before, used_memory_after=after)
+
+
+def _settled_rss(worker: procs.Worker, limit_s: float, interval: float) -> int:
+    """The worker's RSS once three samples `interval` apart agree within 0.5%."""
+    deadline = time.monotonic() + limit_s
+    samples = [procs.tree_rss_kib(worker.pid)]
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        if worker.exited() is not None:
+            raise worker.failure()
+        samples.append(procs.tree_rss_kib(worker.pid))
+        last = samples[-3:]
+        if len(last) == 3 and max(last) - min(last) <= 0.005 * max(last):
+            break
+    return samples[-1]
+
+
+def worker_memory(s: Session, subject: Subject, result: Result) -> None:
+    """A running worker's RSS (with its child processes) before and after n timers an hour
+    away were scheduled: what it keeps in memory per pending timer."""
+    s.reset()
+    n = s.sizes.worker_memory
+    (worker,) = s.start_workers(subject, 1, ["later"], tag="rss")
+    s.wait_ready([worker])
+    interval = max(0.1, s.sizes.settle)
+    before = _settled_rss(worker, s.sizes.rss_limit, interval)
+    s.schedule_fast(subject, _pending("r", "later", n))
+    after = _settled_rss(worker, s.sizes.rss_limit, interval)
+    s.stop_workers([worker])
+    result.cells["worker_memory.bytes"] = Cell((after - before) * 1024 / n)
+    result.raw.update(n=n, rss_kib_before=before, rss_kib_after=after)
+
+
+def idle_load(s: Session, subject: Subject, result: Result) -> None:
+    """Commands per second Redis runs for one idle worker of 1 and of many topics."""
+    for key, count in (("one", 1), ("many", s.sizes.idle_topics)):
+        s.reset()
+        topics = [f"idle-{i}" for i in range(count)]
+        (worker,) = s.start_workers(subject, 1, topics, tag=f"idle{count}")
+        s.wait_ready([worker])
+        time.sleep(2 * s.sizes.settle)  # past its start-up
+        before = s.probe.snapshot()
+        time.sleep(s.sizes.idle_load_s)
+        delta = s.probe.snapshot().since(before)
+        if worker.exited() is not None:
+            raise worker.failure()
+        s.stop_workers([worker])
+        result.cells[f"idle_load.{key}"] = Cell(delta.commands / s.sizes.idle_load_s)
+        result.raw[key] = {"topics": count, "seconds": s.sizes.idle_load_s,
+                           "calls": delta.calls, "reads": delta.reads}

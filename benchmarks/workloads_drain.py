@@ -1,0 +1,136 @@
+"""Workloads that fire a backlog: drain (one worker, tuned and default settings, with what
+it costs Redis), drain-4 (four worker processes) and two workers (duplicates and gaps)."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+
+from . import stats
+from .figures import Cell, Result
+from .procs import CaseError
+from .redisinfo import Delta
+from .session import Session, Subject, Timer, now_ms, timed_out
+
+TOPIC = "drain"
+NOT_SAFE = "not safe across processes"
+
+
+def _top(delta: Delta, n: int, count: int = 8) -> dict[str, float]:
+    """The commands Redis ran most, per timer."""
+    ranked = sorted(delta.calls.items(), key=lambda kv: -kv[1])[:count]
+    return {name: round(calls / n, 4) for name, calls in ranked}
+
+
+@attrs.frozen
+class Drained:
+    rate: float
+    delta: Delta
+    client_round_trips: int | None
+    first_fire_s: float
+    duplicates: int
+
+
+def _backlog(s: Session, subject: Subject, profile: str) -> Drained:
+    """Schedule n timers already due, then start one worker and time it until the last
+    fired; Redis's counters from before the worker started until the last acks."""
+    s.reset()
+    n = s.sizes.drain
+    due = now_ms()
+    timers: list[Timer] = [(f"d{i}", TOPIC, due) for i in range(n)]
+    s.schedule_fast(subject, timers)
+    before = s.probe.snapshot()
+    (worker,) = s.start_workers(subject, 1, [TOPIC], profile=profile)
+    count = s.wait_fired([worker], n, s.sizes.drain_limit, since=worker.started)
+    if count < n:
+        raise timed_out(s.sizes.drain_limit, count, n)
+    time.sleep(s.sizes.settle)  # the acks of the last timers belong to the drain
+    delta = s.probe.snapshot().since(before)
+    fired = stats.fired(s.stop_workers([worker]), (t[0] for t in timers))
+    if fired.missed:
+        raise CaseError(f"{count:,} handler calls but {fired.missed:,} of {n:,} never fired")
+    trips = worker.extra.get("client_round_trips")
+    return Drained(
+        rate=stats.rate(fired.first.values()),
+        delta=delta,
+        client_round_trips=trips if isinstance(trips, int) else None,
+        first_fire_s=(min(fired.first.values()) - worker.started_ms) / 1000,
+        duplicates=fired.duplicates,
+    )
+
+
+def drain(s: Session, subject: Subject, result: Result) -> None:
+    n = s.sizes.drain
+    tuned = _backlog(s, subject, "tuned")
+    delta = tuned.delta
+    result.cells["drain.rate"] = Cell(tuned.rate)
+    result.cells["drain.round_trips"] = Cell(delta.reads / n)
+    result.cells["drain.commands"] = Cell(delta.commands / n)
+    result.cells["drain.redis_cpu"] = Cell(delta.cpu_s * 1e6 / n)
+    result.cells["drain.client_round_trips"] = (
+        Cell(tuned.client_round_trips / n, "(whole worker life)")
+        if tuned.client_round_trips is not None else Cell(None, "not counted by this adapter")
+    )
+    result.raw["tuned"] = {
+        "rate": tuned.rate, "reads": delta.reads, "commands": delta.commands,
+        "redis_cpu_s": delta.cpu_s, "commands_per_timer": _top(delta, n),
+        "client_round_trips": tuned.client_round_trips,
+        "first_fire_s_after_worker_start": tuned.first_fire_s,
+        "duplicates": tuned.duplicates,
+    }
+    default = _backlog(s, subject, "default")
+    result.cells["drain.default_rate"] = Cell(default.rate)
+    result.raw["default"] = {"rate": default.rate, "duplicates": default.duplicates,
+                             "first_fire_s_after_worker_start": default.first_fire_s}
+
+
+def _gated(s: Session, subject: Subject, count: int, tag: str) -> tuple[stats.Fired, Result]:
+    """n timers all due at one moment a little ahead, with `count` workers started at once
+    and ready by then; wait until every timer fired and the workers fall quiet."""
+    s.reset()
+    n, limit = s.sizes.drain, s.sizes.drain_limit
+    lead = s.lead(subject, n) + subject.startup_s
+    due = now_ms() + int(lead * 1000)
+    timers: list[Timer] = [(f"g{i}", TOPIC, due) for i in range(n)]
+    workers = s.start_workers(subject, count, [TOPIC], tag=tag)
+    s.schedule_fast(subject, timers)
+    s.wait_ready(workers)
+    out = Result()
+    if now_ms() > due:
+        out.raw["late_start_s"] = (now_ms() - due) / 1000
+    due_monotonic = time.monotonic() + (due - now_ms()) / 1000
+    got = s.wait_fired(workers, n, limit, since=due_monotonic)
+    s.wait_quiet(workers, 2 * s.sizes.settle, s.sizes.stop_limit)  # late duplicates show
+    fired = stats.fired(s.stop_workers(workers), (t[0] for t in timers))
+    out.raw.update(fired=got, distinct=fired.distinct, duplicates=fired.duplicates,
+                   missed=fired.missed)
+    if fired.missed:
+        out.cells["rate"] = Cell(None, f"timed out after {limit:g} s: "
+                                       f"{fired.distinct:,} of {n:,} fired")
+    else:
+        note = (f"(workers ready {out.raw['late_start_s']:.1f} s after the timers fell due)"
+                if "late_start_s" in out.raw else "")
+        out.cells["rate"] = Cell(stats.rate(fired.first.values()), note)
+    return fired, out
+
+
+def drain_4(s: Session, subject: Subject, result: Result) -> None:
+    if subject.info is not None and not subject.info.multi_worker_safe:
+        result.fail(["drain4.rate", "drain4.duplicates", "drain4.missed"], NOT_SAFE)
+        return
+    fired, out = _gated(s, subject, 4, "d4")
+    result.cells["drain4.rate"] = out.cells["rate"]
+    result.cells["drain4.duplicates"] = Cell(fired.duplicates)
+    result.cells["drain4.missed"] = Cell(fired.missed)
+    result.raw.update(out.raw)
+
+
+def two_workers(s: Session, subject: Subject, result: Result) -> None:
+    if subject.info is not None and not subject.info.multi_worker_safe:
+        result.fail(["two.duplicates", "two.never"], NOT_SAFE)
+        return
+    fired, out = _gated(s, subject, 2, "two")
+    result.cells["two.duplicates"] = Cell(fired.duplicates)
+    result.cells["two.never"] = Cell(fired.missed)
+    result.raw.update(out.raw)
