@@ -14,7 +14,8 @@ in "a") or {"cron": "<expr>", "tz": "<zone>"}.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from json import encoder as json_encoder
 from typing import Any
 
 import attrs
@@ -171,7 +172,35 @@ def _finish(
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
+    """CPython's C encoder with _ENCODER's options, built once; None where there is none.
+
+    JSONEncoder.encode builds this object anew on every call, a third of the cost of a
+    small envelope. No circular-reference markers: markers shared between threads would
+    report false cycles, and a real cycle still fails (RecursionError) before any write.
+    """
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encoder: Callable[[Any, int], Sequence[str]] = make(
+            None, _ENCODER.default, json_encoder.encode_basestring, None, ":", ",",
+            False, False, False,
+        )
+        sample = {"v": 1, "p": [1, 1.5, "é\n", None, True, {"k": -2e300}]}
+        if "".join(encoder(sample, 0)) != _ENCODER.encode(sample):
+            return None
+    except (TypeError, ValueError):  # another signature: keep the public way
+        return None
+    return encoder
+
+
+_C_ENCODE = _c_encoder()
+
+
 def _dumps(body: dict[str, Any]) -> str:
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(body, 0))
     return _ENCODER.encode(body)
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -42,11 +42,6 @@ from .validation import (
 )
 
 log = logging.getLogger("redistimers.scheduler")
-
-
-class _Entry(NamedTuple):
-    topic: str
-    scheduled: ScheduleEntry
 
 
 
@@ -169,44 +164,54 @@ class TimerScheduler(TimerAdmin):
         anything is written: InvalidTimerError (a ValueError) for bad arguments,
         PayloadTypeError (a TypeError) for a payload that does not fit the topic's type.
         """
-        entry = self._entry(
-            TimerSpec(
-                topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
-                every, cron, tz,
-            )
+        spec = TimerSpec(
+            topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
+            every, cron, tz,
         )
+        entry = self._entry(spec, check_topic(spec.topic))
         with self._redis_errors():
-            woke, _ = self._store.schedule(entry.topic, [entry.scheduled])
+            woke, _ = self._store.schedule(spec.topic, [entry])
         if woke:
-            self._wake_locally({entry.topic})
-        return entry.scheduled.timer_id
+            self._wake_locally({spec.topic})
+        return entry.timer_id
 
     def set_timers(self, timers: Iterable[TimerSpec]) -> list[str]:
         """Schedule many timers, each as `set_timer` would (same id replaces, wake-ups),
         in pipelined chunks: about 10,000 timers per round trip. Every timer is checked
         before anything is written. Returns their ids, in order."""
-        entries = [self._entry(spec) for spec in timers]
         by_topic: dict[str, list[ScheduleEntry]] = {}
-        for entry in entries:
-            by_topic.setdefault(entry.topic, []).append(entry.scheduled)
+        ids: list[str] = []
+        for spec in timers:
+            if not isinstance(spec, TimerSpec):
+                raise InvalidTimerError(
+                    f"set_timers takes TimerSpec values, got {type(spec).__name__}"
+                )
+            entries = by_topic.get(spec.topic) if isinstance(spec.topic, str) else None
+            if entries is None:  # each topic checked once per call
+                entries = by_topic[check_topic(spec.topic)] = []
+            entry = self._entry(spec, spec.topic)
+            entries.append(entry)
+            ids.append(entry.timer_id)
         with self._redis_errors():
-            woke, _ = self._store.schedule_many(by_topic)
+            woke = self._store.schedule_many(by_topic)
         self._wake_locally(woke)
-        return [entry.scheduled.timer_id for entry in entries]
+        return ids
 
-    def _entry(self, spec: TimerSpec) -> _Entry:
-        """A timer checked and encoded, ready to write; raises before anything is written."""
-        if not isinstance(spec, TimerSpec):
-            raise InvalidTimerError(f"set_timers takes TimerSpec values, got {type(spec).__name__}")
-        topic = check_topic(spec.topic)
-        period = check_period(spec.every, spec.cron, spec.tz)
-        if period is not None and spec.activate_in is None and spec.activate_at is None:
-            if period.every_ms is not None:
-                due = DueTime(delay_ms=period.every_ms)
-            else:
-                due = DueTime(at_ms=period.next_after(time.time() * 1000, None))
-        else:
+    def _entry(self, spec: TimerSpec, topic: str) -> ScheduleEntry:
+        """A timer (of a checked topic) checked and encoded, ready to write; raises before
+        anything is written."""
+        if spec.every is None and spec.cron is None and spec.tz is None:
+            period = None
             due = check_due(spec.activate_in, spec.activate_at)
+        else:
+            period = check_period(spec.every, spec.cron, spec.tz)
+            if period is not None and spec.activate_in is None and spec.activate_at is None:
+                if period.every_ms is not None:
+                    due = DueTime(delay_ms=period.every_ms)
+                else:
+                    due = DueTime(at_ms=period.next_after(time.time() * 1000, None))
+            else:
+                due = check_due(spec.activate_in, spec.activate_at)
         timer_id = new_timer_id() if spec.timer_id is None else check_timer_id(spec.timer_id)
         handler = self._specs.get(topic)
         envelope = encode_envelope(
@@ -218,7 +223,7 @@ class TimerScheduler(TimerAdmin):
             period=period,
             anchor_ms=due.at_ms,
         )
-        return _Entry(topic, ScheduleEntry(timer_id, envelope, due.at_ms, due.delay_ms))
+        return ScheduleEntry(timer_id, envelope, due.at_ms, due.delay_ms)
 
     def _wake_locally(self, topics: set[str]) -> None:
         """Topics whose earliest timer this process just changed: claim them now, without

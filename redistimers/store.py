@@ -218,41 +218,52 @@ class TimerStore:
         self, topic: str, entries: Sequence[ScheduleEntry]
     ) -> tuple[bool, list[float]]:
         """Write timers (a same id replaces); returns (a wake-up was published, due ms each)."""
-        woke, due = self.schedule_many({topic: entries})
-        return topic in woke, due[topic]
+        ops = self._schedule_ops(topic, entries, with_due=True)
+        replies = self.run(ops, self._register([topic]))
+        dues = [float(d) for reply in replies[: len(ops)] for d in text(reply[1]).split(",")]
+        self._registered_topics.add(topic)
+        return any(reply[0] for reply in replies[: len(ops)]), dues
 
-    def schedule_many(
-        self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]]
-    ) -> tuple[set[str], dict[str, list[float]]]:
+    def schedule_many(self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]]) -> set[str]:
         """Write timers of several topics: a script call per chunk of SCHEDULE_BATCH_MAX,
         SCHEDULE_CALLS_PER_ROUND_TRIP calls per pipelined round trip. Returns the topics
-        whose earliest timer changed (a wake-up was published) and the due ms of each."""
-        ops = []
-        for topic, entries in entries_by_topic.items():
-            k = self.keys(topic)
-            keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
-            for chunk in chunks(entries, defaults.SCHEDULE_BATCH_MAX):
-                records = "\x1e".join(
-                    f"{e.timer_id}\x1fat\x1f{e.at_ms!r}\x1f{e.envelope}"
-                    if e.at_ms is not None
-                    else f"{e.timer_id}\x1fin\x1f{float(e.delay_ms or 0)!r}\x1f{e.envelope}"
-                    for e in chunk
-                )
-                ops.append(Op("schedule", topic, "schedule", keys, (k.wake, records)))
-        new_topics = [t for t in entries_by_topic if t not in self._registered_topics]
-        register = [("SADD", self.topics_key, *new_topics)] if new_topics else []
+        whose earliest timer changed (a wake-up was published)."""
+        ops = [
+            op
+            for topic, entries in entries_by_topic.items()
+            for op in self._schedule_ops(topic, entries, with_due=False)
+        ]
+        register = self._register(list(entries_by_topic))
         woke: set[str] = set()
-        due: dict[str, list[float]] = {topic: [] for topic in entries_by_topic}
         step = defaults.SCHEDULE_CALLS_PER_ROUND_TRIP
         for start in range(0, len(ops), step):
             group = ops[start : start + step]
             replies = self.run(group, register if start == 0 else [])
-            for op, reply in zip(group, replies, strict=False):
-                if reply[0]:
-                    woke.add(op.topic)
-                due[op.topic] += [float(d) for d in text(reply[1]).split(",")]
-        self._registered_topics.update(new_topics)
-        return woke, due
+            woke.update(op.topic for op, reply in zip(group, replies, strict=False) if reply[0])
+        self._registered_topics.update(entries_by_topic)
+        return woke
+
+    def _schedule_ops(
+        self, topic: str, entries: Sequence[ScheduleEntry], with_due: bool
+    ) -> list[Op]:
+        k = self.keys(topic)
+        keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
+        flag = "1" if with_due else "0"
+        ops = []
+        for chunk in chunks(entries, defaults.SCHEDULE_BATCH_MAX):
+            records = "\x1e".join(
+                f"{e.timer_id}\x1fat\x1f{e.at_ms!r}\x1f{e.envelope}"
+                if e.at_ms is not None
+                else f"{e.timer_id}\x1fin\x1f{float(e.delay_ms or 0)!r}\x1f{e.envelope}"
+                for e in chunk
+            )
+            ops.append(Op("schedule", topic, "schedule", keys, (k.wake, records, flag)))
+        return ops
+
+    def _register(self, topics: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The SADD of topics this store has not yet added to the set of topics."""
+        new_topics = [t for t in topics if t not in self._registered_topics]
+        return [("SADD", self.topics_key, *new_topics)] if new_topics else []
 
     def cancel(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; True if it existed."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import math
-import secrets
+import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -72,8 +73,12 @@ def check_timer_id(timer_id: object) -> str:
 
 
 def new_timer_id() -> str:
-    """A random id: 128 bits, 22 URL-safe characters."""
-    return secrets.token_urlsafe(16)
+    """A random id: 128 bits, 22 URL-safe characters (secrets.token_urlsafe(16), in
+    three C calls instead of six Python frames: bulk scheduling makes many)."""
+    return binascii.b2a_base64(os.urandom(16), newline=False)[:22].translate(_URL_SAFE).decode()
+
+
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def check_headers(headers: object) -> dict[str, str]:
@@ -142,6 +147,10 @@ def check_due(activate_in: Any, activate_at: Any) -> DueTime:
                 f"activate_at {activate_at.isoformat()} is later than {LATEST_DUE.isoformat()}"
             )
         return DueTime(at_ms=epoch_micros(activate_at) / 1000)
+    # The usual case first, exact to the microsecond.
+    if type(activate_in) is dt.timedelta and 0 <= activate_in.days < _FAR_DAYS:
+        micros = (activate_in.days * 86_400 + activate_in.seconds) * 1_000_000
+        return DueTime(delay_ms=(micros + activate_in.microseconds) / 1000)
     seconds = seconds_of(activate_in, "activate_in")
     if seconds < 0:
         raise InvalidTimerError(f"activate_in must not be negative, got {activate_in!r}")
@@ -153,6 +162,10 @@ def check_due(activate_in: Any, activate_at: Any) -> DueTime:
         )
     # Rounded up to the microsecond, so that the timer is never due before it was asked.
     return DueTime(delay_ms=math.ceil(round(seconds * 1_000_000, 3)) / 1000)
+
+
+#: Delays shorter than this many days cannot reach past LATEST_DUE (checked the long way).
+_FAR_DAYS = 1_000
 
 
 def epoch_micros(moment: dt.datetime) -> int:

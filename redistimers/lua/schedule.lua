@@ -1,8 +1,8 @@
 -- Schedule (or replace) timers of one topic.
 -- KEYS: due, body, lease, attempts, dead, dead_body
--- ARGV: wake channel, then the timers as one string: records separated by \30 (ASCII
+-- ARGV: wake channel; the timers as one string: records separated by \30 (ASCII
 --   record separator), each record's fields by \31 (unit separator):
---   id, mode ("at" | "in"), milliseconds, envelope.
+--   id, mode ("at" | "in"), milliseconds, envelope; "1" to return the due times.
 --   "at": due at that epoch millisecond; "in": due that many ms after the server's now.
 --   Milliseconds may have a fraction: scores keep microseconds, so a timer due "in 0"
 --   is due at once and none is ever due before its time. (One string rather than four
@@ -12,31 +12,33 @@
 -- A replaced timer starts fresh: its lease (so an old handler's ack is stale), its
 -- attempt count and any dead letter of that id are cleared. Publishes a wake-up when
 -- one of them became the earliest.
--- Returns {1 if a wake-up was published else 0, the due ms of the timers joined by ','}.
+-- Returns {1 if a wake-up was published else 0, the due ms of the timers joined by ','
+-- (or '' unless asked for: bulk writes skip formatting them)}.
+local want_due = ARGV[3] == '1'
 local t = redis.call('TIME')
 local now_ms = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local zargs, bodies, ids, dues = {}, {}, {}, {}
-local data, pos = ARGV[2], 1
-while pos <= #data do
-  local stop = string.find(data, '\30', pos, true) or (#data + 1)
+local data, pos, n = ARGV[2], 1, 0
+local size = #data
+while pos <= size do
+  local stop = string.find(data, '\30', pos, true) or (size + 1)
   local f1 = string.find(data, '\31', pos, true)
-  local f2 = string.find(data, '\31', f1 + 1, true)
-  local f3 = string.find(data, '\31', f2 + 1, true)
+  -- The mode is two letters, so the milliseconds start 4 bytes after the id's end.
+  local f3 = string.find(data, '\31', f1 + 4, true)
   local id = string.sub(data, pos, f1 - 1)
-  local mode = string.sub(data, f1 + 1, f2 - 1)
-  local ms = tonumber(string.sub(data, f2 + 1, f3 - 1))
+  local due = tonumber(string.sub(data, f1 + 4, f3 - 1))
+  if string.byte(data, f1 + 1) == 105 then due = now_ms + due end -- 'i': "in"
   local envelope = string.sub(data, f3 + 1, stop - 1)
-  local due
-  if mode == 'in' then due = now_ms + ms else due = ms end
-  if string.sub(envelope, 1, 10) == '{"a":null,' then
+  if string.byte(envelope, 3) == 97 and string.sub(envelope, 1, 10) == '{"a":null,' then
     envelope = '{"a":' .. string.format('%.3f', due) .. ',' .. string.sub(envelope, 11)
   end
-  zargs[#zargs + 1] = due
-  zargs[#zargs + 1] = id
-  bodies[#bodies + 1] = id
-  bodies[#bodies + 1] = envelope
-  ids[#ids + 1] = id
-  dues[#dues + 1] = string.format('%.3f', due)
+  n = n + 1
+  zargs[2 * n - 1] = due
+  zargs[2 * n] = id
+  bodies[2 * n - 1] = id
+  bodies[2 * n] = envelope
+  ids[n] = id
+  if want_due then dues[n] = string.format('%.3f', due) end
   pos = stop + 1
 end
 redis.call('ZADD', KEYS[1], unpack(zargs))
