@@ -7,11 +7,13 @@ import datetime as dt
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+import redistimers
 from redistimers import (
     ConfigurationError,
     Delivery,
@@ -723,3 +725,32 @@ def test_set_timers_refuses_what_is_not_a_timer_spec(make_scheduler: SchedulerFa
     scheduler = make_scheduler()
     with pytest.raises(InvalidTimerError, match="TimerSpec"):
         scheduler.set_timers([("bulk", 1)])  # type: ignore[list-item]
+
+
+def test_a_timer_written_as_the_readme_wire_format_says_is_delivered(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    """Another language schedules by running schedule.lua as README's "Wire format" says."""
+    router = Router()
+    handler = Recorder(redis_client)
+    router.handler("wire")(handler)
+    scheduler = make_scheduler(router)
+    ns = "redistimers"
+    source = (Path(redistimers.__file__).parent / "lua" / "schedule.lua").read_text()
+    keys = [f"{ns}:{{wire}}:{kind}" for kind in ("due", "body", "lease", "attempts", "dead",
+                                                 "dead_body")]
+    records = "\x1e".join([
+        'w1\x1fin\x1f50\x1f{"v":1,"p":{"n":1},"h":{"k":"v"},"c":"c-1"}',
+        'w2\x1fat\x1f1000.5\x1f{"v":1,"p":"long overdue"}',
+    ])
+    redis_client.eval(source, len(keys), *keys, f"{ns}:{{wire}}:wake", records)
+    redis_client.sadd(f"{ns}:topics", "wire")
+    assert scheduler.topics() == ["wire"]
+    scheduler.start()
+    calls = handler.wait_calls(2)
+    assert [c.payload for c in calls] == ["long overdue", {"n": 1}]
+    delivery = calls[1].delivery
+    assert delivery is not None
+    assert (delivery.timer_id, dict(delivery.headers), delivery.correlation_id) == (
+        "w1", {"k": "v"}, "c-1"
+    )
