@@ -222,8 +222,10 @@ def prepare(name: str, log: Log) -> Subject:
 
 
 def run_library(
-    s: Session, subject: Subject, workloads: Sequence[str], log: Log,
+    s: Session, subject: Subject, workloads: Sequence[str], log: Log, budget: float,
 ) -> tuple[dict[str, Cell], dict[str, object]]:
+    """Every workload of one library within `budget` seconds (a workload that would start
+    later is skipped; the scale fill is cut to what is left)."""
     cells: dict[str, Cell] = {}
     raw: dict[str, object] = {}
     keys = [f.key for f in FIGURES if f.workload in workloads]
@@ -234,19 +236,43 @@ def run_library(
             cells[keys[0]] = Cell(None, subject.unavailable)
         return cells, raw
     started = time.monotonic()
+    s.deadline = started + budget
     seconds: dict[str, float] = {}
     try:
         for workload in workloads:
+            if s.time_left() <= 0:
+                skipped = f"skipped: {subject.name}'s {budget / 60:.0f} min were spent"
+                log(f"{subject.name}: {workload} {skipped}")
+                for key in figures.keys_of(workload):
+                    cells[key] = Cell(None, skipped)
+                continue
             result, seconds[workload] = run_case(s, subject, workload, log)
             cells.update(result.cells)
             raw[workload] = {**result.raw, "seconds": round(seconds[workload], 2)}
     finally:
+        s.deadline = None
         s.cleanup()
-        s.reset()  # let go of what the last case left (up to 10 million timers)
+        try:
+            s.reset()  # let go of what the last case left (up to 10 million timers)
+        except Exception as exc:
+            log(f"{subject.name}: could not FLUSHALL after its cases: {exc!r}")
         raw["seconds"] = {**{k: round(v, 1) for k, v in seconds.items()},
                           "total": round(time.monotonic() - started, 1)}
     log(f"{subject.name}: all its workloads took {(time.monotonic() - started) / 60:.1f} min")
     return cells, raw
+
+
+def own_budget(sizes: Sizes, name: str) -> float:
+    return sizes.ours_budget if name == peers.OURS else sizes.library_budget
+
+
+def budget_of(sizes: Sizes, names: Sequence[str], run_left: float) -> float:
+    """Seconds the first of `names` (the libraries still to run) may take: its own budget,
+    or, when the run's budget cannot give every one of them theirs, its share of what is
+    left (in proportion to its own), but at least min_budget."""
+    own = [own_budget(sizes, name) for name in names]
+    share = run_left * own[0] / sum(own)
+    return min(own[0], max(sizes.min_budget, share))
 
 
 def start_server(log: Log) -> tuple[object, str, str]:
@@ -292,18 +318,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells: dict[str, dict[str, Cell]] = {}
     raw: dict[str, dict[str, object]] = {}
     redis_info: dict[str, str] = {}
+    failed: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="redistimers-bench-") as folder:
         s = Session(url, sizes, Path(folder), log=log)
         try:
             check_server(s, log)
             redis_info = s.probe.server_info()
-            for name in names:
+            run_deadline = time.monotonic() + sizes.run_budget
+            for index, name in enumerate(names):
                 subject = prepare(name, log)
                 subjects.append(subject)
-                cells[name], raw[name] = run_library(s, subject, args.workload_names, log)
+                cells[name], raw[name] = {}, {}
+                budget = budget_of(sizes, names[index:], run_deadline - time.monotonic())
+                cells[name], raw[name] = run_library(s, subject, args.workload_names, log,
+                                                     budget)
         except KeyboardInterrupt:
             interrupted = True
             log("interrupted: writing what was measured so far")
+        except Exception as exc:  # a bug of the harness, or Redis gone: keep what we have
+            failed = exc
+            log(f"the run failed:\n{traceback.format_exc()}")
         finally:
             s.close()
             if server is not None:
@@ -313,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m benchmarks" + (" " + shlex.join(argv if argv is not None
                                                           else sys.argv[1:])).rstrip()
     meta = {
-        "mode": ("Quick" if args.quick else "Full") + (" (interrupted)" if interrupted else ""),
+        "mode": stem.capitalize()
+        + (" (interrupted)" if interrupted else "")
+        + (f" (failed: {failed!r})" if failed is not None else ""),
         "date": started_at.strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "duration_s": round(duration, 1),
@@ -331,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(result.table())
     print()
     log(f"done in {duration / 60:.1f} min; wrote {', '.join(str(p) for p in paths)}")
+    if failed is not None:
+        return 1
     return 130 if interrupted else 0
 
 

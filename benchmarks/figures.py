@@ -129,8 +129,8 @@ def lateness_cells(prefix: str, lateness: Lateness, grace_s: float,
     for stat, value in lateness.summary().items():
         if math.isinf(value):
             cells[f"{prefix}.{stat}"] = Cell(None, unfired)
-        else:
-            cells[f"{prefix}.{stat}"] = Cell(value, f"({note})" if note else "")
+        else:  # the note once, on the first row
+            cells[f"{prefix}.{stat}"] = Cell(value, f"({note})" if note and not cells else "")
     return cells
 
 

@@ -47,12 +47,19 @@ METHOD = """\
 - **crash**: `--durable` workers; the first is SIGKILLed with its process group; a second
   starts at once. How fast timers come back depends on the lease or visibility timeout,
   listed in each library's settings.
-- **scale**: pending timers due in a day on the drain's topic, filled in bulk (or from 8
-  threads) and added up from one size to the next; at each size a new worker drains
-  {scale_due:,} due timers, then the idle lateness plan runs.
+- **scale**: pending timers due in a day, on the topic the scale drain and lateness use,
+  filled in bulk (or from 8 threads) and added up from one size to the next; at each size
+  a new worker drains {scale_due:,} due timers, then the idle lateness plan runs. Filling
+  has {scale_fill_limit:g} s per library for all sizes: a size the library's measured
+  scheduling rate cannot fill in what is left (or whose Redis memory, from the memory
+  figure, this machine does not have) is not started, and its cells say why.
+- **Time limits**: a drain of a backlog has {drain_limit:g} s; when the first drain shows
+  a library cannot make that, its later drains get a quarter of it and report the part
+  that fired. Lateness cases wait {lateness_grace:g} s past the last due time.
 - **schedule**: one `schedule` command of {schedule:,} timers into an empty Redis.
 - The ratio column divides redistimers' value by the best peer's: above 1 is better for
-  ↑ figures, below 1 for ↓ ones. A cell without a number says why.
+  ↑ figures, below 1 for ↓ ones (↓ figures compare sizes: a timer fired 5 ms early is as
+  far off as one 5 ms late). A cell without a number says why.
 """
 
 
@@ -78,15 +85,26 @@ class Report:
         if not peers:
             return "no peer"
         values = [float(cell.value) for cell in peers if cell.value is not None]
-        best = max(values) if figure.better == "higher" else min(values)
-        if best <= 0 or ours.value is None or ours.value <= 0:
+        mine = ours.value
+        if mine is None:
             return "—"
-        return f"{ours.value / best:.2f}x"
+        if figure.better == "lower":
+            # Lower is better down to 0: a timer fired 600 ms early is no better than one
+            # 600 ms late (lateness), and a negative growth is noise (worker memory).
+            values, mine = [abs(v) for v in values], abs(mine)
+        best = max(values) if figure.better == "higher" else min(values)
+        if best <= 0 or mine <= 0:
+            return "—"
+        return f"{mine / best:.2f}x"
 
     def table(self) -> str:
         names = [subject.name for subject in self.subjects]
+        heads = [
+            f"{s.name} {s.info.raw.get('version', '')}".strip() if s.info else s.name
+            for s in self.subjects
+        ]
         rows = [
-            "| figure | " + " | ".join(names) + " | redistimers / best peer |",
+            "| figure | " + " | ".join(heads) + " | redistimers / best peer |",
             "|---|" + "---:|" * (len(names) + 1),
         ]
         for figure in self.figures:
@@ -123,7 +141,19 @@ class Report:
             f"({meta['redis_where']}).\n"
         )
         method = METHOD.format(**attrs.asdict(self.sizes))
-        return f"{head}\n{self.table()}\n\n{self.libraries()}\n\n{method}"
+        return (f"{head}\n{self.table()}\n\n{self.libraries()}\n\n{self.times()}\n\n"
+                f"{method}")
+
+    def times(self) -> str:
+        """How long each library's workloads took: where the run's time went."""
+        lines = ["## Time taken (s)", ""]
+        for subject in self.subjects:
+            seconds = self.raw.get(subject.name, {}).get("seconds")
+            if not isinstance(seconds, dict) or "total" not in seconds:
+                continue
+            parts = ", ".join(f"{k} {v:g}" for k, v in seconds.items() if k != "total")
+            lines.append(f"- **{subject.name}**: {seconds['total']:g} in all: {parts}")
+        return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ DEFAULT_CONCURRENCY = 100
 CONCURRENCY_KEYS = ("concurrency", "max_concurrent", "workers", "max_workers", "threads")
 #: Scheduling rate assumed before the schedule workload measured the library's own.
 ASSUMED_RATE = 2_000.0
+#: Seconds per timer to write a plan (us) and read it (the adapter): about 2 + 1.5 us.
+PLAN_S_PER_TIMER = 4e-6
 
 Timer = tuple[str, str, int]  # id, topic, due ms
 
@@ -51,10 +54,21 @@ class Sizes:
     idle_topics: int = 100
     scale: tuple[int, int] = (1_000_000, 10_000_000)
     scale_due: int = 10_000
-    #: Longest a library may take to fill the pending timers of one scale size.
-    scale_fill_limit: float = 900.0
+    #: Longest a library may spend filling pending timers for the scale case (all sizes).
+    scale_fill_limit: float = 420.0
     #: Timers per schedule command while filling (one plan file each).
-    scale_chunk: int = 1_000_000
+    scale_chunk: int = 500_000
+    #: Time kept for the measurements at each scale size (a drain and a lateness plan).
+    scale_measure: float = 30.0
+    #: Longest one peer's workloads may take in all: a workload that would start later is
+    #: skipped, and the scale fill gets no more than what is left. Ours (the subject, and
+    #: the one that fills 10 million timers) has more.
+    library_budget: float = 540.0
+    ours_budget: float = 900.0
+    #: The whole run's: later libraries get a fair share of what is left, at least
+    #: min_budget each.
+    run_budget: float = 3_600.0
+    min_budget: float = 180.0
     schedule: int = 20_000
     crash_n: int = 2_000
     crash_span: float = 5.0
@@ -70,13 +84,29 @@ class Sizes:
 
 
 QUICK = Sizes(
-    drain=2_000, drain_limit=20.0, lateness_n=100, lateness_span=1.0, lateness_grace=5.0,
-    busy_rate=200, busy_span=2.0, memory=5_000, worker_memory=5_000, rss_limit=3.0,
+    drain=2_000, drain_limit=20.0, lateness_n=100, lateness_span=0.5, lateness_grace=5.0,
+    busy_rate=400, busy_span=1.0, memory=5_000, worker_memory=5_000, rss_limit=3.0,
     idle_load_s=1.0,
     scale=(10_000, 50_000), scale_due=1_000, scale_fill_limit=30.0, scale_chunk=50_000,
+    scale_measure=5.0, library_budget=300.0, ours_budget=300.0, run_budget=900.0,
+    min_budget=60.0,
     schedule=2_000, crash_n=200, crash_span=1.0, crash_kill_after=0.3, crash_limit=15.0,
     ready_limit=30.0, stop_limit=15.0, settle=0.2, lead=0.3,
 )
+
+
+#: Ids and topics the harness makes need no escaping in JSON.
+_PLAIN = re.compile(r"[\w.:-]*", re.ASCII)
+
+
+def plan_json(timers: Sequence[Timer]) -> str:
+    """The plan file's text: json.dump's, about 5 times faster when no string needs
+    escaping (every plan of the harness; 1 million timers take 0.4 s)."""
+    strings = {topic for _, topic, _ in timers}
+    if all(map(_PLAIN.fullmatch, strings)) and all(_PLAIN.fullmatch(t[0]) for t in timers):
+        body = ",".join([f'["{i}","{topic}",{int(due)}]' for i, topic, due in timers])
+        return f'{{"timers":[{body}],"payload":{json.dumps(PAYLOAD)}}}'
+    return json.dumps({"timers": timers, "payload": PAYLOAD}, separators=(",", ":"))
 
 
 def now_ms() -> int:
@@ -92,6 +122,14 @@ class Subject:
     unavailable: str | None = None
     #: Timers/s of its fastest way to schedule, once the schedule workload measured it.
     fast_rate: float | None = None
+    #: Timers/s of one tuned worker draining a backlog, once the drain workload measured it
+    #: (from the part that fired where it timed out).
+    drain_rate: float | None = None
+    #: Redis used_memory per pending timer, once the memory workload measured it.
+    redis_bytes: float | None = None
+    #: Seconds of each recent `schedule` command not spent scheduling (start-up, reading
+    #: the plan, connecting), less the plan's share (PLAN_S_PER_TIMER): what `lead` adds.
+    overheads: list[float] = attrs.Factory(list)
 
     @property
     def name(self) -> str:
@@ -110,6 +148,12 @@ class Subject:
     def startup_s(self) -> float:
         return self.info.seconds if self.info else 1.0
 
+    @property
+    def overhead_s(self) -> float:
+        """What a `schedule` command takes besides scheduling: the most of the last few
+        (the machine may be busy), or three times `info`'s time before the first."""
+        return max(self.overheads[-3:]) if self.overheads else 3 * self.startup_s
+
 
 class Session:
     """One run: its Redis, its sizes, a folder for plans and out files, its workers."""
@@ -122,27 +166,38 @@ class Session:
         self.log = log
         self._serial = itertools.count(1)
         self._workers: list[Worker] = []
+        #: When the current library's time budget ends (monotonic), if it has one.
+        self.deadline: float | None = None
+
+    def time_left(self) -> float:
+        """Seconds left of the current library's budget (inf without one)."""
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
 
     # -- plans and scheduling -------------------------------------------------------------
 
     def plan(self, timers: Sequence[Timer]) -> Path:
         path = self.folder / f"plan-{next(self._serial)}.json"
         with open(path, "w") as f:
-            json.dump({"timers": timers, "payload": PAYLOAD}, f, separators=(",", ":"))
+            f.write(plan_json(timers))
         return path
 
     def schedule(
         self, subject: Subject, timers: Sequence[Timer], *, threads: int = 1,
         bulk: bool = False, timeout: float | None = None,
     ) -> Scheduled:
+        started = time.monotonic()
         path = self.plan(timers)
         try:
-            return procs.schedule(
+            scheduled = procs.schedule(
                 subject.lib, self.url, path, threads=threads, bulk=bulk,
                 timeout=timeout or self.schedule_limit(subject, len(timers)),
             )
         finally:
             path.unlink(missing_ok=True)
+        wall = time.monotonic() - started
+        subject.overheads.append(max(0.0, wall - scheduled.seconds
+                                     - len(timers) * PLAN_S_PER_TIMER))
+        return scheduled
 
     def schedule_fast(
         self, subject: Subject, timers: Sequence[Timer], timeout: float | None = None
@@ -156,11 +211,23 @@ class Session:
         """Generous time for scheduling n timers: 10 times the expected, at least 60 s."""
         return max(60.0, 10 * (subject.startup_s + n / (subject.fast_rate or ASSUMED_RATE)))
 
+    def drain_limit(self, subject: Subject, n: int) -> float:
+        """Time limit for firing n timers: the full limit, unless the drain workload showed
+        that this library cannot make it anyway; then a quarter of it, enough to measure
+        a part, so a slow library does not spend the full limit in every case."""
+        limit = self.sizes.drain_limit
+        rate = subject.drain_rate
+        if rate is not None and 1.5 * n / max(rate, 1e-9) + subject.startup_s > limit:
+            return max(limit / 4, 10.0)
+        return limit
+
     def lead(self, subject: Subject, n: int) -> float:
-        """Seconds from now until a plan of n timers may start to fall due: time to start
-        the adapter and schedule them its fastest way, with room to spare."""
+        """Seconds from now until a plan of n timers may start to fall due: time to write
+        the plan, start the adapter and schedule them its fastest way (as the last
+        commands took), with room to spare."""
         rate = subject.fast_rate or ASSUMED_RATE
-        return self.sizes.lead + 2 * subject.startup_s + 1.5 * n / rate
+        return (self.sizes.lead + 1.5 * subject.overhead_s
+                + 2 * n * (1 / rate + PLAN_S_PER_TIMER))
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -243,8 +310,22 @@ class Session:
         self.probe.close()
 
 
-def timed_out(limit_s: float, count: int, n: int) -> CaseError:
-    return CaseError(f"timed out after {limit_s:g} s: {count:,} of {n:,} fired")
+class TimedOut(CaseError):
+    """Not every timer fired within the time limit."""
+
+    def __init__(self, limit_s: float, count: int, n: int) -> None:
+        self.limit_s, self.count, self.n = limit_s, count, n
+        super().__init__(
+            f"timed out after {limit_s:g} s: {count:,} of {n:,} fired (~{self.rate:,.0f}/s)"
+        )
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.limit_s
+
+
+def timed_out(limit_s: float, count: int, n: int) -> TimedOut:
+    return TimedOut(limit_s, count, n)
 
 
 def spread(prefix: str, topics: Sequence[str], n: int, start_ms: float,

@@ -11,7 +11,7 @@ from . import stats
 from .figures import Cell, Result
 from .procs import CaseError
 from .redisinfo import Delta
-from .session import Session, Subject, Timer, now_ms, timed_out
+from .session import Session, Subject, TimedOut, Timer, now_ms, timed_out
 
 TOPIC = "drain"
 NOT_SAFE = "not safe across processes"
@@ -37,14 +37,15 @@ def _backlog(s: Session, subject: Subject, profile: str) -> Drained:
     fired; Redis's counters from before the worker started until the last acks."""
     s.reset()
     n = s.sizes.drain
+    limit = s.drain_limit(subject, n)
     due = now_ms()
     timers: list[Timer] = [(f"d{i}", TOPIC, due) for i in range(n)]
     s.schedule_fast(subject, timers)
     before = s.probe.snapshot()
     (worker,) = s.start_workers(subject, 1, [TOPIC], profile=profile)
-    count = s.wait_fired([worker], n, s.sizes.drain_limit, since=worker.started)
+    count = s.wait_fired([worker], n, limit, since=worker.started)
     if count < n:
-        raise timed_out(s.sizes.drain_limit, count, n)
+        raise timed_out(limit, count, n)
     time.sleep(s.sizes.settle)  # the acks of the last timers belong to the drain
     delta = s.probe.snapshot().since(before)
     fired = stats.fired(s.stop_workers([worker]), (t[0] for t in timers))
@@ -60,45 +61,66 @@ def _backlog(s: Session, subject: Subject, profile: str) -> Drained:
     )
 
 
+TUNED_KEYS = ["drain.rate", "drain.round_trips", "drain.client_round_trips",
+              "drain.commands", "drain.redis_cpu"]
+
+
 def drain(s: Session, subject: Subject, result: Result) -> None:
+    """The tuned profile (with what it costs Redis), then the default one; either may fail
+    on its own. The tuned rate sets the time limits of the later cases (Session.drain_limit)."""
     n = s.sizes.drain
-    tuned = _backlog(s, subject, "tuned")
-    delta = tuned.delta
-    result.cells["drain.rate"] = Cell(tuned.rate)
-    result.cells["drain.round_trips"] = Cell(delta.reads / n)
-    result.cells["drain.commands"] = Cell(delta.commands / n)
-    result.cells["drain.redis_cpu"] = Cell(delta.cpu_s * 1e6 / n)
-    result.cells["drain.client_round_trips"] = (
-        Cell(tuned.client_round_trips / n, "(whole worker life)")
-        if tuned.client_round_trips is not None else Cell(None, "not counted by this adapter")
-    )
-    result.raw["tuned"] = {
-        "rate": tuned.rate, "reads": delta.reads, "commands": delta.commands,
-        "redis_cpu_s": delta.cpu_s, "commands_per_timer": _top(delta, n),
-        "client_round_trips": tuned.client_round_trips,
-        "first_fire_s_after_worker_start": tuned.first_fire_s,
-        "duplicates": tuned.duplicates,
-    }
-    default = _backlog(s, subject, "default")
-    result.cells["drain.default_rate"] = Cell(default.rate)
-    result.raw["default"] = {"rate": default.rate, "duplicates": default.duplicates,
-                             "first_fire_s_after_worker_start": default.first_fire_s}
+    try:
+        tuned = _backlog(s, subject, "tuned")
+    except TimedOut as exc:
+        subject.drain_rate = exc.rate
+        result.fail(TUNED_KEYS, str(exc))
+    except CaseError as exc:
+        result.fail(TUNED_KEYS, str(exc))
+    else:
+        subject.drain_rate = tuned.rate
+        delta = tuned.delta
+        result.cells["drain.rate"] = Cell(tuned.rate)
+        result.cells["drain.round_trips"] = Cell(delta.reads / n)
+        result.cells["drain.commands"] = Cell(delta.commands / n)
+        result.cells["drain.redis_cpu"] = Cell(delta.cpu_s * 1e6 / n)
+        result.cells["drain.client_round_trips"] = (
+            Cell(tuned.client_round_trips / n, "(whole worker life)")
+            if tuned.client_round_trips is not None
+            else Cell(None, "not counted by this adapter")
+        )
+        result.raw["tuned"] = {
+            "rate": tuned.rate, "reads": delta.reads, "commands": delta.commands,
+            "redis_cpu_s": delta.cpu_s, "commands_per_timer": _top(delta, n),
+            "client_round_trips": tuned.client_round_trips,
+            "first_fire_s_after_worker_start": tuned.first_fire_s,
+            "duplicates": tuned.duplicates,
+        }
+    s.cleanup()
+    try:
+        default = _backlog(s, subject, "default")
+    except CaseError as exc:
+        result.fail(["drain.default_rate"], str(exc))
+    else:
+        result.cells["drain.default_rate"] = Cell(default.rate)
+        result.raw["default"] = {"rate": default.rate, "duplicates": default.duplicates,
+                                 "first_fire_s_after_worker_start": default.first_fire_s}
 
 
 def _gated(s: Session, subject: Subject, count: int, tag: str) -> tuple[stats.Fired, Result]:
-    """n timers all due at one moment a little ahead, with `count` workers started at once
-    and ready by then; wait until every timer fired and the workers fall quiet."""
+    """n timers all due at one moment a little ahead, with `count` workers started and
+    ready before they are scheduled; wait until every timer fired and the workers fall
+    quiet."""
     s.reset()
-    n, limit = s.sizes.drain, s.sizes.drain_limit
-    lead = s.lead(subject, n) + subject.startup_s
-    due = now_ms() + int(lead * 1000)
-    timers: list[Timer] = [(f"g{i}", TOPIC, due) for i in range(n)]
+    n = s.sizes.drain
+    limit = s.drain_limit(subject, n)
     workers = s.start_workers(subject, count, [TOPIC], tag=tag)
-    s.schedule_fast(subject, timers)
     s.wait_ready(workers)
+    due = now_ms() + int(s.lead(subject, n) * 1000)
+    timers: list[Timer] = [(f"g{i}", TOPIC, due) for i in range(n)]
+    scheduled = s.schedule_fast(subject, timers)
     out = Result()
-    if now_ms() > due:
-        out.raw["late_start_s"] = (now_ms() - due) / 1000
+    if scheduled.done_ms > due:
+        out.raw["late_schedule_s"] = (scheduled.done_ms - due) / 1000
     due_monotonic = time.monotonic() + (due - now_ms()) / 1000
     got = s.wait_fired(workers, n, limit, since=due_monotonic)
     s.wait_quiet(workers, 2 * s.sizes.settle, s.sizes.stop_limit)  # late duplicates show
@@ -109,8 +131,8 @@ def _gated(s: Session, subject: Subject, count: int, tag: str) -> tuple[stats.Fi
         out.cells["rate"] = Cell(None, f"timed out after {limit:g} s: "
                                        f"{fired.distinct:,} of {n:,} fired")
     else:
-        note = (f"(workers ready {out.raw['late_start_s']:.1f} s after the timers fell due)"
-                if "late_start_s" in out.raw else "")
+        note = (f"(scheduling ended {out.raw['late_schedule_s']:.1f} s after the timers "
+                "fell due)" if "late_schedule_s" in out.raw else "")
         out.cells["rate"] = Cell(stats.rate(fired.first.values()), note)
     return fired, out
 

@@ -87,11 +87,13 @@ def crash(s: Session, subject: Subject, result: Result) -> None:
     s.wait_quiet([second], 2 * sizes.settle, sizes.stop_limit)  # late duplicates show
     fired = stats.fired(first.durable_records() + s.stop_workers([second]), ids)
     before_kill = sum(1 for fired_ms in fired.first.values() if fired_ms <= killed_ms)
-    note = f"({fired.missed:,} never fired)" if fired.missed else ""
     result.cells["crash.never"] = Cell(fired.missed)
     result.cells["crash.duplicates"] = Cell(fired.duplicates)
-    if fired.first:
-        result.cells["crash.last_s"] = Cell((max(fired.first.values()) - killed_ms) / 1000, note)
+    if fired.missed:  # the last one never fired
+        result.cells["crash.last_s"] = Cell(
+            None, f"{fired.missed:,} never fired within {sizes.crash_limit:g} s")
+    elif fired.first:
+        result.cells["crash.last_s"] = Cell((max(fired.first.values()) - killed_ms) / 1000)
     result.raw.update(
         n=n, fired_before_kill=before_kill, due_before_kill=sum(
             1 for t in timers if t[2] <= killed_ms),
