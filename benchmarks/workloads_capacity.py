@@ -54,6 +54,7 @@ def memory(s: Session, subject: Subject, result: Result) -> None:
     s.schedule_fast(subject, _pending("m", "memory", n, uuids=True))
     after = s.probe.used_memory()
     result.cells["memory.bytes"] = Cell((after - before) / n)
+    subject.redis_bytes = (after - before) / n
     result.raw.update(n=n, used_memory_before=before, used_memory_after=after)
 
 
