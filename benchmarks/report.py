@@ -53,9 +53,12 @@ METHOD = """\
   has {scale_fill_limit:g} s per library for all sizes: a size the library's measured
   scheduling rate cannot fill in what is left (or whose Redis memory, from the memory
   figure, this machine does not have) is not started, and its cells say why.
-- **Time limits**: a drain of a backlog has {drain_limit:g} s; when the first drain shows
-  a library cannot make that, its later drains get a quarter of it and report the part
-  that fired. Lateness cases wait {lateness_grace:g} s past the last due time.
+- **Time limits**: a drain of a backlog has {drain_limit:g} s; when the tuned drain shows
+  a library cannot make that, its later drains (the default profile's too) get a quarter
+  of it and report the part that fired. Lateness cases wait {lateness_grace:g} s past the
+  last due time. Each peer has {library_budget:g} s for all its workloads (ours
+  {ours_budget:g} s), less when the run's {run_budget:g} s would not last: a workload that
+  would start later is skipped and says so.
 - **schedule**: one `schedule` command of {schedule:,} timers into an empty Redis.
 - The ratio column divides redistimers' value by the best peer's: above 1 is better for
   ↑ figures, below 1 for ↓ ones (↓ figures compare sizes: a timer fired 5 ms early is as
@@ -214,7 +217,7 @@ def plot(report: Report, path: Path) -> None:
         ax.set_title(f"{title} lateness")
         ax.grid(True, which="both", alpha=0.3)
         if drawn:
-            ax.legend(loc="lower right")
+            ax.legend(loc="best", fontsize="small")
         else:
             ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
     fig.tight_layout()

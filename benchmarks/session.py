@@ -38,7 +38,7 @@ class Sizes:
     """Sizes and time limits of one run (full by default; QUICK below)."""
 
     drain: int = 20_000
-    drain_limit: float = 120.0
+    drain_limit: float = 90.0
     lateness_n: int = 1_000
     lateness_span: float = 10.0
     #: How long after the last due time a lateness case waits for the last timers.
@@ -211,13 +211,14 @@ class Session:
         """Generous time for scheduling n timers: 10 times the expected, at least 60 s."""
         return max(60.0, 10 * (subject.startup_s + n / (subject.fast_rate or ASSUMED_RATE)))
 
-    def drain_limit(self, subject: Subject, n: int) -> float:
-        """Time limit for firing n timers: the full limit, unless the drain workload showed
-        that this library cannot make it anyway; then a quarter of it, enough to measure
-        a part, so a slow library does not spend the full limit in every case."""
+    def drain_limit(self, subject: Subject, n: int, workers: int = 1) -> float:
+        """Time limit for `workers` firing n timers: the full limit, unless the tuned drain
+        showed that this library cannot make it anyway (even `workers` times as fast);
+        then a quarter of it, enough to measure a part, so a slow library does not spend
+        the full limit in every case."""
         limit = self.sizes.drain_limit
         rate = subject.drain_rate
-        if rate is not None and 1.5 * n / max(rate, 1e-9) + subject.startup_s > limit:
+        if rate is not None and 1.5 * n / max(rate * workers, 1e-9) > limit:
             return max(limit / 4, 10.0)
         return limit
 

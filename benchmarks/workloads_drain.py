@@ -112,7 +112,7 @@ def _gated(s: Session, subject: Subject, count: int, tag: str) -> tuple[stats.Fi
     quiet."""
     s.reset()
     n = s.sizes.drain
-    limit = s.drain_limit(subject, n)
+    limit = s.drain_limit(subject, n, count)
     workers = s.start_workers(subject, count, [TOPIC], tag=tag)
     s.wait_ready(workers)
     due = now_ms() + int(s.lead(subject, n) * 1000)
