@@ -49,7 +49,7 @@ class Sizes:
     memory: int = 100_000
     worker_memory: int = 100_000
     #: Longest wait for a worker's RSS to settle after the timers were scheduled.
-    rss_limit: float = 60.0
+    rss_limit: float = 30.0
     idle_load_s: float = 30.0
     idle_topics: int = 100
     scale: tuple[int, int] = (1_000_000, 10_000_000)

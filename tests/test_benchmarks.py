@@ -48,3 +48,46 @@ def test_quick_run_reports_every_figure(redis_server: RedisServer, tmp_path: Pat
     png = tmp_path / "quick-lateness.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| figure | redistimers" in result.stdout
+
+
+def test_plan_json_is_json() -> None:
+    from benchmarks.session import plan_json
+
+    timers = [("a-1", "t", 5), ("b.2", "t:x", 6)]
+    assert json.loads(plan_json(timers))["timers"] == [list(t) for t in timers]
+    odd = [('quote"d', "t", 1), ("back\\slash", "t\n", 2)]
+    assert json.loads(plan_json(odd))["timers"] == [list(t) for t in odd]
+
+
+def test_arguments() -> None:
+    from benchmarks.__main__ import parse_args, stem_of
+    from benchmarks.figures import WORKLOADS
+    from benchmarks.peers import PEER_NAMES
+
+    quick = parse_args(["--quick"])
+    assert quick.peer_names == []
+    assert quick.workload_names == WORKLOADS
+    assert stem_of(quick) == "quick"
+    full = parse_args([])
+    assert full.peer_names == list(PEER_NAMES)
+    assert stem_of(full) == "full"
+    some = parse_args(["--peers", "rq,huey", "--workloads", "lateness,drain"])
+    assert some.peer_names == ["huey", "rq"]  # in the report's order
+    assert some.workload_names == ["drain", "idle-lateness"]
+    assert stem_of(some) == "partial"
+    assert parse_args(["--peers", "none"]).peer_names == []
+    with pytest.raises(SystemExit):
+        parse_args(["--peers", "sidekiq"])
+
+
+def test_budgets_share_what_is_left() -> None:
+    from benchmarks.__main__ import budget_of
+    from benchmarks.session import Sizes
+
+    sizes = Sizes()
+    names = ["redistimers", "faststream", "rq"]
+    assert budget_of(sizes, names, 10_000) == sizes.ours_budget  # plenty: its own
+    # 600 s for three: shared in proportion to their own budgets.
+    share = 600 * sizes.ours_budget / (sizes.ours_budget + 2 * sizes.library_budget)
+    assert budget_of(sizes, names, 600) == pytest.approx(share)
+    assert budget_of(sizes, ["rq"], 10) == sizes.min_budget
