@@ -44,7 +44,6 @@ from .validation import (
 log = logging.getLogger("redistimers.scheduler")
 
 
-
 def describe_location(client: redis.Redis) -> str:
     """host:port (or the unix socket path) a client talks to, for error messages."""
     kwargs = getattr(client, "connection_pool", None)
