@@ -47,6 +47,21 @@ def load_plan(path: str) -> tuple[list[Timer], dict[str, Any]]:
     return [(str(i), str(t), float(d)) for i, t, d in plan["timers"]], plan["payload"]
 
 
+def run(
+    info: dict[str, Any],
+    schedule: Callable[[argparse.Namespace], None],
+    worker: Callable[[argparse.Namespace], None],
+) -> None:
+    """An adapter's command line: `info` prints `info`; `schedule` and `worker` run."""
+    args = parse_args()
+    if args.command == "info":
+        print_json(info)
+    elif args.command == "schedule":
+        schedule(args)
+    else:
+        worker(args)
+
+
 def print_json(value: Any) -> None:
     print(json.dumps(value), flush=True)
 

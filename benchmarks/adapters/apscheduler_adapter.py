@@ -135,23 +135,19 @@ def worker(args: Any) -> None:
 
 
 def main() -> None:
-    args = _common.parse_args()
-    if args.command == "info":
-        _common.print_json(
-            {
-                "library": "apscheduler",
-                "version": version("APScheduler"),
-                "tuned": TUNED,
-                "defaults": DEFAULTS,
-                "multi_worker_safe": False,
-                "bulk_schedule": False,
-                "notes": NOTES,
-            }
-        )
-    elif args.command == "schedule":
-        schedule(args)
-    else:
-        worker(args)
+    _common.run(
+        {
+            "library": "apscheduler",
+            "version": version("APScheduler"),
+            "tuned": TUNED,
+            "defaults": DEFAULTS,
+            "multi_worker_safe": False,
+            "bulk_schedule": False,
+            "notes": NOTES,
+        },
+        schedule,
+        worker,
+    )
 
 
 if __name__ == "__main__":

@@ -150,23 +150,19 @@ def worker(args: Any) -> None:
 
 
 def main() -> None:
-    args = _common.parse_args()
-    if args.command == "info":
-        _common.print_json(
-            {
-                "library": "celery",
-                "version": celery.__version__,
-                "tuned": TUNED,
-                "defaults": DEFAULTS,
-                "multi_worker_safe": True,
-                "bulk_schedule": True,
-                "notes": NOTES,
-            }
-        )
-    elif args.command == "schedule":
-        schedule(args)
-    else:
-        worker(args)
+    _common.run(
+        {
+            "library": "celery",
+            "version": celery.__version__,
+            "tuned": TUNED,
+            "defaults": DEFAULTS,
+            "multi_worker_safe": True,
+            "bulk_schedule": True,
+            "notes": NOTES,
+        },
+        schedule,
+        worker,
+    )
 
 
 if __name__ == "__main__":

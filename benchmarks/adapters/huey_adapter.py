@@ -138,23 +138,19 @@ def worker(args: Any) -> None:
 
 
 def main() -> None:
-    args = _common.parse_args()
-    if args.command == "info":
-        _common.print_json(
-            {
-                "library": "huey",
-                "version": version("huey"),
-                "tuned": TUNED,
-                "defaults": DEFAULTS,
-                "multi_worker_safe": True,
-                "bulk_schedule": False,
-                "notes": NOTES,
-            }
-        )
-    elif args.command == "schedule":
-        schedule(args)
-    else:
-        worker(args)
+    _common.run(
+        {
+            "library": "huey",
+            "version": version("huey"),
+            "tuned": TUNED,
+            "defaults": DEFAULTS,
+            "multi_worker_safe": True,
+            "bulk_schedule": False,
+            "notes": NOTES,
+        },
+        schedule,
+        worker,
+    )
 
 
 if __name__ == "__main__":

@@ -110,9 +110,8 @@ def worker(args: Any) -> None:
 
 
 def main() -> None:
-    args = _common.parse_args()
-    if args.command == "info":
-        _common.print_json({
+    _common.run(
+        {
             "library": "redistimers",
             "version": redistimers.__version__,
             "tuned": TUNED,
@@ -120,12 +119,10 @@ def main() -> None:
             "multi_worker_safe": True,
             "bulk_schedule": True,
             "notes": NOTES,
-        })
-    elif args.command == "schedule":
-        schedule(args)
-    else:
-        worker(args)
-
+        },
+        schedule,
+        worker,
+    )
 
 if __name__ == "__main__":
     main()
