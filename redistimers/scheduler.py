@@ -169,9 +169,8 @@ class TimerScheduler(TimerAdmin):
         )
         entry = self._entry(spec, check_topic(spec.topic))
         with self._redis_errors():
-            woke, _ = self._store.schedule(spec.topic, [entry])
-        if woke:
-            self._wake_locally({spec.topic})
+            woke = self._store.schedule_many({spec.topic: [entry]})
+        self._wake_locally(woke)
         return entry.timer_id
 
     def set_timers(self, timers: Iterable[TimerSpec]) -> list[str]:

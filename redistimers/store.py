@@ -217,31 +217,40 @@ class TimerStore:
     def schedule(
         self, topic: str, entries: Sequence[ScheduleEntry]
     ) -> tuple[bool, list[float]]:
-        """Write timers (a same id replaces); returns (a wake-up was published, due ms each)."""
-        ops = self._schedule_ops(topic, entries, with_due=True)
-        replies = self.run(ops, self._register([topic]))
-        dues = [float(d) for reply in replies[: len(ops)] for d in text(reply[1]).split(",")]
-        self._registered_topics.add(topic)
-        return any(reply[0] for reply in replies[: len(ops)]), dues
+        """Write timers (a same id replaces); returns (a wake-up was published, due ms each,
+        as the script computed them)."""
+        woke, dues = self._write({topic: entries}, with_due=True)
+        return topic in woke, dues[topic]
 
     def schedule_many(self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]]) -> set[str]:
-        """Write timers of several topics: a script call per chunk of SCHEDULE_BATCH_MAX,
-        SCHEDULE_CALLS_PER_ROUND_TRIP calls per pipelined round trip. Returns the topics
-        whose earliest timer changed (a wake-up was published)."""
+        """Write timers of several topics; returns the topics whose earliest timer changed
+        (a wake-up was published). The script does not format the due times here."""
+        return self._write(entries_by_topic, with_due=False)[0]
+
+    def _write(
+        self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]], with_due: bool
+    ) -> tuple[set[str], dict[str, list[float]]]:
+        """A script call per chunk of SCHEDULE_BATCH_MAX timers, SCHEDULE_CALLS_PER_ROUND_TRIP
+        calls per pipelined round trip; the topics woken, and the due ms if `with_due`."""
         ops = [
             op
             for topic, entries in entries_by_topic.items()
-            for op in self._schedule_ops(topic, entries, with_due=False)
+            for op in self._schedule_ops(topic, entries, with_due)
         ]
         register = self._register(list(entries_by_topic))
         woke: set[str] = set()
+        dues: dict[str, list[float]] = {topic: [] for topic in entries_by_topic}
         step = defaults.SCHEDULE_CALLS_PER_ROUND_TRIP
         for start in range(0, len(ops), step):
             group = ops[start : start + step]
             replies = self.run(group, register if start == 0 else [])
-            woke.update(op.topic for op, reply in zip(group, replies, strict=False) if reply[0])
+            for op, reply in zip(group, replies, strict=False):
+                if reply[0]:
+                    woke.add(op.topic)
+                if with_due:
+                    dues[op.topic] += [float(d) for d in text(reply[1]).split(",")]
         self._registered_topics.update(entries_by_topic)
-        return woke
+        return woke, dues
 
     def _schedule_ops(
         self, topic: str, entries: Sequence[ScheduleEntry], with_due: bool
