@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 
 import redis
 from flask import Flask, current_app, jsonify
 
 from redistimers import Delivery
 from redistimers.contrib.flask import Timers
+from tests._process_helpers import exit_with_parent
 
 TOPIC = "pings"
 PREFIX = os.environ.get("TEST_PREFIX", "test")
@@ -71,15 +71,9 @@ def create_app() -> Flask:
     return app
 
 
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.2)
-    os._exit(3)
-
-
 if os.environ.get("TEST_PARENT_PID"):
     threading.Thread(
-        target=_exit_with_parent, args=(int(os.environ["TEST_PARENT_PID"]),), daemon=True
+        target=exit_with_parent, args=(int(os.environ["TEST_PARENT_PID"]),), daemon=True
     ).start()
 
 app = create_app()

@@ -47,22 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from redistimers import Delivery, RetryPolicy, Router, TimerScheduler
-
-
-def _exit_with_parent(parent: int) -> None:
-    while True:
-        if os.getppid() != parent:
-            os._exit(3)
-        time.sleep(0.2)
-
-
-def _announce_ready(scheduler: TimerScheduler, client: redis.Redis, key: str, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while not scheduler.running:
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.005)
-    client.rpush(key, name)
+from tests._process_helpers import announce_ready, exit_with_parent
 
 
 def _text(value: bytes | str) -> str:
@@ -105,7 +90,7 @@ def run_worker(args: argparse.Namespace, client: redis.Redis) -> None:
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     scheduler = TimerScheduler.from_url(args.url, routers=[router], max_poll_interval=1.0)
     threading.Thread(
-        target=_announce_ready, args=(scheduler, client, f"{prefix}:ready", name), daemon=True
+        target=announce_ready, args=(scheduler, client, f"{prefix}:ready", name), daemon=True
     ).start()
     scheduler.run_forever(shutdown_timeout=args.shutdown_timeout)
     restored = all(signal.getsignal(signum) is handler for signum, handler in previous.items())
@@ -135,7 +120,7 @@ def run_fork(args: argparse.Namespace, client: redis.Redis) -> None:
     if pid == 0:
         code = 2
         try:
-            threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+            threading.Thread(target=exit_with_parent, args=(parent_pid,), daemon=True).start()
             report = _fork_child(scheduler, client, prefix, topic, delivered)
             client.rpush(f"{prefix}:child", json.dumps(report))
             code = 0
@@ -209,7 +194,7 @@ def main() -> None:
         level=logging.INFO,
         format="%(asctime)s %(process)d %(threadName)s %(name)s %(levelname)s %(message)s",
     )
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
     client = redis.Redis.from_url(args.url)
     if args.mode == "fork":
         run_fork(args, client)

@@ -29,22 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from redistimers import Delivery, Router, TimerScheduler
-
-
-def _exit_with_parent(parent: int) -> None:
-    while True:
-        if os.getppid() != parent:
-            os._exit(3)
-        time.sleep(0.2)
-
-
-def _announce_ready(scheduler: TimerScheduler, client: redis.Redis, key: str, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while not scheduler.running:
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.005)
-    client.rpush(key, name)
+from tests._process_helpers import announce_ready, exit_with_parent
 
 
 def main() -> None:
@@ -58,7 +43,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="test")
     args = parser.parse_args()
 
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     client = redis.Redis.from_url(args.url)
     router = Router()
@@ -82,7 +67,7 @@ def main() -> None:
 
     scheduler = TimerScheduler.from_url(args.url, routers=[router], namespace=args.namespace)
     threading.Thread(
-        target=_announce_ready,
+        target=announce_ready,
         args=(scheduler, client, f"{args.prefix}:ready", args.name),
         daemon=True,
     ).start()
