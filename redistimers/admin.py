@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, overload
@@ -47,16 +48,31 @@ def encode_cursor(score_text: str, timer_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+#: A score as Redis writes one (and as Lua's tonumber reads it back): a plain decimal,
+#: maybe with an exponent. Python's float() also takes "1_0", "inf" and "nan", which the
+#: list script could not read.
+_SCORE_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+
 def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (score as stored, timer id) of a cursor from `encode_cursor`; InvalidTimerError
+    for anything else, before it reaches Redis."""
+    refused = InvalidTimerError(f"cursor {cursor!r} is not one this library returned")
+    if not isinstance(cursor, str):
+        raise refused
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         score_text, timer_id = json.loads(raw)
-        if not math.isfinite(float(score_text)):
-            raise ValueError("score is not finite")
     except (ValueError, TypeError) as exc:
-        raise InvalidTimerError(f"cursor {cursor!r} is not one this library returned") from exc
+        raise refused from exc
     if not isinstance(score_text, str) or not isinstance(timer_id, str):
-        raise InvalidTimerError(f"cursor {cursor!r} is not one this library returned")
+        raise refused
+    if not _SCORE_TEXT.fullmatch(score_text) or not math.isfinite(float(score_text)):
+        raise refused
+    try:
+        check_timer_id(timer_id)
+    except InvalidTimerError as exc:
+        raise refused from exc
     return score_text, timer_id
 
 
