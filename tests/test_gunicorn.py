@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +272,72 @@ def test_in_process_mode_each_gunicorn_worker_delivers_after_the_fork_each_timer
         assert log.count(f"{pid} INFO redistimers.flask: started the timer scheduler") == 1, log
         assert f"{pid} INFO redistimers.scheduler: scheduler stopped" in log, log
     assert f"{master_pid} INFO redistimers.flask: started" not in log, log
+
+
+# -- the HTTP admin API under gunicorn --------------------------------------------------------
+
+API_TOKEN = "gunicorn-api-token"
+
+
+def _api_call(
+    base: str, method: str, path: str, body: object = None, token: str | None = API_TOKEN
+) -> tuple[int, Any]:
+    """A request with the bearer token (unless None); its status and JSON body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(base + path, method=method, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_gunicorn_serves_the_http_api_built_from_the_environment(
+    redis_client: redis.Redis, redis_url: str, processes: Processes
+) -> None:
+    namespace = "gunicorn-api"
+    env = _env(redis_url, namespace, REDIS_URL=redis_url, REDISTIMERS_NAMESPACE=namespace,
+               REDISTIMERS_API_TOKEN=API_TOKEN)
+    processes.spawn(
+        "gunicorn",
+        ["-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:0", *_gunicorn_options(),
+         "redistimers.contrib.http_api:create_app()"],
+        env,
+    )
+    found: list[str] = []
+
+    def listening() -> bool:
+        processes.check_alive()
+        found.extend(re.findall(r"Listening at: (http://127\.0\.0\.1:\d+)",
+                                processes.log("gunicorn")))
+        return bool(found)
+
+    wait_for(listening, DEADLINE, interval=0.05)
+    base = found[0]
+
+    def answers() -> bool:
+        processes.check_alive()
+        try:
+            return _api_call(base, "GET", "/topics")[0] == 200
+        except OSError:
+            return False
+
+    wait_for(answers, DEADLINE, interval=0.05)
+    status, timer = _api_call(base, "POST", "/topics/invoices/timers",
+                              {"payload": {"n": 1}, "in": "1h", "id": "INV-1"})
+    assert (status, timer["id"]) == (201, "INV-1")
+    assert redis_client.zscore(f"{namespace}:{{invoices}}:due", "INV-1") is not None
+    assert _api_call(base, "GET", "/topics/invoices/timers/INV-1")[0] == 200
+    assert _api_call(base, "GET", "/topics?token=in-the-query", token=None)[0] == 401
+    assert _api_call(base, "GET", "/nope", token=None)[0] == 401
+    assert _api_call(base, "GET", "/nope")[0] == 404
+
+    assert processes.terminate("gunicorn") == 0, processes.logs()
+    log = processes.log("gunicorn")
+    assert 'INFO redistimers.http: 127.0.0.1 "POST /topics/invoices/timers" 201' in log, log
+    assert 'INFO redistimers.http: 127.0.0.1 "GET /topics" 401' in log, log
+    assert "in-the-query" not in log
+    assert API_TOKEN not in log

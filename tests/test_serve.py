@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -193,3 +194,92 @@ def test_serve_called_from_python_serves_with_a_token_until_sigterm(redis_url: s
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=10)
     assert (process.returncode, stdout) == (0, "returned\n"), stderr
+
+
+# -- hardening: connection limits, no Server header, no query strings in the logs -----------
+
+
+def threads_of(pid: int) -> int:
+    """The number of threads of process `pid` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for process {pid}")
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """True when the server closed `sock` (it reads end of file, or a reset)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_serve_answers_promptly_with_bounded_threads_while_300_connections_sit_idle(
+    redis_url: str,
+) -> None:
+    from redistimers.contrib.http_api import CONNECTION_LIMIT
+
+    port = free_port()
+    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process, \
+            contextlib.ExitStack() as stack:
+        idle = [stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+                for _ in range(300)]  # half-open: connected, never a byte sent
+        # request() gives up after 5 s: the answer comes while the 300 are still connected.
+        assert request(port, "GET", "/stats", token=TOKEN) == (200, b'{"topics":{}}')
+        assert threads_of(process.pid) <= 16  # a fixed pool, not a thread per connection
+        still_open = [sock for sock in idle if not closed_by_server(sock)]
+        assert len(still_open) < CONNECTION_LIMIT  # the idlest were closed to make room
+        code, stderr = stop(process, signal.SIGTERM)
+    assert code == 0, stderr
+
+
+def test_serve_names_no_server_software_or_version(redis_url: str) -> None:
+    port = free_port()
+    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
+        for token in (TOKEN, None):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/topics", headers={"Authorization": f"Bearer {token}"}
+                         if token else {})
+            response = conn.getresponse()
+            assert response.status == (200 if token else 401)
+            assert response.getheader("Server") is None, response.getheaders()
+            assert response.getheader("Via") is None
+            response.read()
+            conn.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")  # answered by the server, not the app
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+        assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer
+        for name in (b"server:", b"werkzeug", b"waitress", b"python"):
+            assert name not in answer.lower(), answer
+        code, stderr = stop(process, signal.SIGTERM)
+    assert code == 0, stderr
+
+
+def test_serve_logs_each_request_without_its_query_string_or_token(redis_url: str) -> None:
+    port = free_port()
+    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    secret = "secret-sent-in-the-query"
+    with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
+        assert request(port, "GET", f"/topics?token={secret}")[0] == 401
+        assert request(port, "GET", f"/topics?access_token={secret}", token=TOKEN)[0] == 400
+        assert request(port, "GET", f"/nope?token={secret}")[0] == 401
+        assert request(port, "GET", "/topics", token=TOKEN)[0] == 200
+        code, stderr = stop(process, signal.SIGTERM)
+    assert code == 0, stderr
+    assert secret not in stderr
+    assert TOKEN not in stderr
+    lines = [line for line in stderr.splitlines() if "INFO redistimers.http: 127.0.0.1 " in line]
+    assert [line.split("redistimers.http: ")[1].rsplit(" ", 1)[0] for line in lines] == [
+        '127.0.0.1 "GET /topics" 401', '127.0.0.1 "GET /topics" 400',
+        '127.0.0.1 "GET /nope" 401', '127.0.0.1 "GET /topics" 200',
+    ], stderr
+    assert all(re.fullmatch(r"\d+\.\dms", line.rsplit(" ", 1)[1]) for line in lines), lines

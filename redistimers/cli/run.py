@@ -144,13 +144,13 @@ def worker(ctx: Context) -> int:
 
 def serve(ctx: Context) -> int:
     args = ctx.args
-    try:  # imported here: Flask is an optional extra
+    try:  # imported here: Flask and waitress are an optional extra
         http_api = importlib.import_module("redistimers.contrib.http_api")
     except ImportError as exc:
         missing = {getattr(error, "name", None) for error in (exc, exc.__cause__)}
-        if missing & {"flask", "werkzeug"} or "flask" in str(exc).lower():
+        if missing & {"flask", "werkzeug", "waitress"} or "flask" in str(exc).lower():
             raise CliError(
-                "the HTTP API needs Flask: install redistimers[flask] "
+                "the HTTP API needs Flask and waitress: install redistimers[flask] "
                 "(pip install 'redistimers[flask]')"
             ) from None
         raise
