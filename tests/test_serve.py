@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ import redis
 
 from redistimers import ConfigurationError, TimerScheduler
 from redistimers.contrib.http_api import is_loopback, serve
+
+from .helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -283,3 +286,37 @@ def test_serve_logs_each_request_without_its_query_string_or_token(redis_url: st
         '127.0.0.1 "GET /nope" 401', '127.0.0.1 "GET /topics" 200',
     ], stderr
     assert all(re.fullmatch(r"\d+\.\dms", line.rsplit(" ", 1)[1]) for line in lines), lines
+
+
+def test_sigterm_stops_listening_and_lets_a_request_in_progress_finish(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    port = free_port()
+    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    answers: list[tuple[int, bytes]] = []
+    with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
+        redis_client.execute_command("CLIENT", "PAUSE", "20000", "WRITE")  # writes wait
+        try:
+            writer = threading.Thread(target=lambda: answers.append(request(
+                port, "POST", "/topics/invoices/timers", {"payload": 1, "in": "1h", "id": "A"},
+                token=TOKEN)))
+            writer.start()
+            wait_for(lambda: any(c["cmd"] == "evalsha" and "b" in c["flags"]
+                                 for c in redis_client.client_list()), 10)
+            process.send_signal(signal.SIGTERM)
+
+            def refused() -> bool:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except ConnectionRefusedError:
+                    return True
+                return False
+
+            wait_for(refused, 10)  # no new connections, while the request is still waiting
+            assert process.poll() is None
+        finally:
+            redis_client.execute_command("CLIENT", "UNPAUSE")
+        writer.join(10)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert [status for status, _ in answers] == [201], (answers, stderr)
