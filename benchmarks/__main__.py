@@ -100,7 +100,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workloads", metavar="NAMES",
         help=f"comma-separated workloads (default: all): {', '.join(WORKLOADS)}; "
-             f"aliases: {', '.join(f'{k}={v}' for k, v in figures.ALIASES.items())}",
+             f"aliases: {', '.join(f'{k}={v}' for k, v in figures.ALIASES.items())}; "
+             "'faults' alone runs the fault-injection suite (python -m benchmarks.faults)",
     )
     parser.add_argument("--redis-url", metavar="URL",
                         help="use this Redis (it is FLUSHed!) instead of starting one")
@@ -296,7 +297,25 @@ def check_server(s: Session, log: Log) -> None:
             "may run out of memory")
 
 
+def faults_argv(argv: Sequence[str] | None) -> list[str] | None:
+    """The fault suite's arguments (--quick, --out) when the only workload asked is
+    "faults", else None."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--workloads")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out")
+    known, _ = parser.parse_known_args(argv)
+    if known.workloads is None or _names(known.workloads) != ["faults"]:
+        return None
+    return ["--quick"] * known.quick + (["--out", known.out] if known.out else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    delegated = faults_argv(argv)
+    if delegated is not None:
+        from .faults.__main__ import main as faults_main
+
+        return faults_main(delegated)
     args = parse_args(argv)
     log = Log()
     sizes: Sizes = QUICK if args.quick else Sizes()
