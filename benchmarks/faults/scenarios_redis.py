@@ -54,7 +54,9 @@ def _redis_restart(ctx: Context, fsync: str) -> None:
     note = f"Redis SIGKILLed, down {down:g} s, restarted from its AOF (appendfsync {fsync})"
     if fsync != "always":
         note += ("; with everysec Redis may lose the last second of acknowledged writes "
-                 "(Redis's durability, not the library's)")
+                 "(Redis's durability, not the library's): on an OS crash or power loss; "
+                 "a SIGKILL of redis-server alone rarely does, as its writes already "
+                 "reached the page cache")
     ctx.notes.insert(0, note)
     ctx.notes.append(f"feeder: {fed['confirmed']} timers confirmed, {fed['failed']} refused "
                      "during the outage")
