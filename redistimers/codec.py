@@ -135,18 +135,35 @@ def encode_envelope(
         # goes the long way below.
         body["p"] = payload
         try:
-            return _dumps(_finish(body, period, headers, correlation_id, created_ms))
+            text = _dumps(_finish(body, period, headers, correlation_id, created_ms))
         except (TypeError, ValueError, RecursionError):
             pass
+        else:
+            return _utf8(topic, text)
     body["p"] = unstructure_payload(topic, payload, payload_type)
     _finish(body, period, headers, correlation_id, created_ms)
     try:
-        return _dumps(body)
+        text = _dumps(body)
     except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadTypeError(
             f"payload for topic {topic!r} ({type(payload).__name__}) cannot be stored as JSON: "
             f"{exc}"
         ) from exc
+    return _utf8(topic, text)
+
+
+def _utf8(topic: str, envelope: str) -> str:
+    """`envelope`, refused with PayloadTypeError when it holds a lone surrogate, which
+    UTF-8 cannot encode (headers and correlation ids are checked before)."""
+    if not envelope.isascii():
+        try:
+            envelope.encode()
+        except UnicodeEncodeError as exc:
+            raise PayloadTypeError(
+                f"payload for topic {topic!r} holds a string with a lone surrogate "
+                f"({envelope[exc.start]!r}), which cannot be encoded as UTF-8"
+            ) from None
+    return envelope
 
 
 _JSON_NATIVE = (dict, list, str, int, float, bool, type(None))

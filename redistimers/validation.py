@@ -29,12 +29,32 @@ class DueTime(NamedTuple):
     delay_ms: float | None = None
 
 
+def check_utf8(value: str, what: str) -> str:
+    """`value`, refused when it cannot be sent to Redis: a str may hold lone surrogates
+    ("\\ud800", from a bad decode or a JSON escape), which UTF-8 cannot encode."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise InvalidTimerError(
+                f"{what} {_shown(value)} holds a lone surrogate ({value[exc.start]!r}), "
+                "which cannot be encoded as UTF-8"
+            ) from None
+    return value
+
+
+def _shown(value: str) -> str:
+    """`value` for an error message: its repr, shortened when long."""
+    return repr(value) if len(value) <= 60 else repr(value[:40]) + "..."
+
+
 def check_topic(topic: object) -> str:
     """A topic is a non-empty string without braces (they delimit the key's hash tag)."""
     if not isinstance(topic, str):
         raise InvalidTimerError(f"topic must be a str, got {type(topic).__name__}")
     if not topic:
         raise InvalidTimerError("topic must not be empty")
+    check_utf8(topic, "topic")
     if "{" in topic or "}" in topic:
         raise InvalidTimerError(f"topic {topic!r} must not contain '{{' or '}}'")
     if len(topic) > defaults.MAX_TOPIC_LENGTH:
@@ -53,7 +73,7 @@ def check_namespace(namespace: object) -> str:
         raise InvalidTimerError(f"namespace must be a non-empty str, got {namespace!r}")
     if "{" in namespace or "}" in namespace:
         raise InvalidTimerError(f"namespace {namespace!r} must not contain '{{' or '}}'")
-    return namespace
+    return check_utf8(namespace, "namespace")
 
 
 def check_timer_id(timer_id: object) -> str:
@@ -62,6 +82,7 @@ def check_timer_id(timer_id: object) -> str:
         raise InvalidTimerError(f"timer_id must be a str, got {type(timer_id).__name__}")
     if not timer_id:
         raise InvalidTimerError("timer_id must not be empty")
+    check_utf8(timer_id, "timer_id")
     if not timer_id.isprintable():
         raise InvalidTimerError(f"timer_id {timer_id!r} must not contain control characters")
     if len(timer_id) > defaults.MAX_TIMER_ID_LENGTH:
@@ -95,13 +116,17 @@ def check_headers(headers: object) -> dict[str, str]:
                 f"headers must map str to str; {key!r}: {value!r} is "
                 f"{type(key).__name__} -> {type(value).__name__}"
             )
+        check_utf8(key, "header name")
+        check_utf8(value, f"header {key!r}")
     return dict(headers)
 
 
 def check_correlation_id(correlation_id: object) -> str | None:
     """A correlation id is a str or None."""
-    if correlation_id is None or isinstance(correlation_id, str):
-        return correlation_id
+    if correlation_id is None:
+        return None
+    if isinstance(correlation_id, str):
+        return check_utf8(correlation_id, "correlation_id")
     raise InvalidTimerError(
         f"correlation_id must be a str or None, got {type(correlation_id).__name__}"
     )

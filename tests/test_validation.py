@@ -415,3 +415,71 @@ def test_cancel_and_get_reject_bad_topic_or_id_before_touching_redis(
 ) -> None:
     with pytest.raises(InvalidTimerError):
         getattr(offline_scheduler, method)(topic, timer_id)
+
+
+# -- strings a str can hold but UTF-8 cannot encode (lone surrogates) ----------------------
+
+SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"timer_id": f"id{SURROGATE}"}, "timer_id 'id.ud800' holds a lone surrogate"),
+        ({"headers": {f"k{SURROGATE}": "v"}}, "header name .* holds a lone surrogate"),
+        ({"headers": {"k": SURROGATE}}, "header 'k' .* holds a lone surrogate"),
+        ({"correlation_id": f"c{SURROGATE}"}, "correlation_id .* holds a lone surrogate"),
+    ],
+)
+def test_set_timer_refuses_fields_with_a_lone_surrogate_before_touching_redis(
+    offline_scheduler: TimerScheduler, kwargs: dict[str, Any], match: str
+) -> None:
+    """Not a raw UnicodeEncodeError from redis-py, halfway through a write."""
+    with pytest.raises(InvalidTimerError, match=match):
+        offline_scheduler.set_timer("other", {"a": 1}, activate_in=SOON, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "payload", [SURROGATE, {"text": f"ok {SURROGATE}"}, [1, {"deep": [SURROGATE]}],
+                {f"key{SURROGATE}": 1}],
+)
+def test_set_timer_refuses_a_payload_with_a_lone_surrogate_before_touching_redis(
+    offline_scheduler: TimerScheduler, payload: object
+) -> None:
+    with pytest.raises(PayloadTypeError, match="'other' holds a string with a lone surrogate"):
+        offline_scheduler.set_timer("other", payload, activate_in=SOON)
+
+
+def test_a_typed_payload_with_a_lone_surrogate_is_refused_too(
+    offline_scheduler: TimerScheduler,
+) -> None:
+    with pytest.raises(PayloadTypeError, match="lone surrogate"):
+        offline_scheduler.set_timer("invoices", InvoiceDue(SURROGATE, 1), activate_in=SOON)
+
+
+@pytest.mark.parametrize("topic", [SURROGATE, f"a{SURROGATE}b"])
+def test_a_topic_with_a_lone_surrogate_is_refused(
+    offline_scheduler: TimerScheduler, topic: str
+) -> None:
+    with pytest.raises(InvalidTimerError, match=r"topic .* holds a lone surrogate"):
+        offline_scheduler.set_timer(topic, 1, activate_in=SOON)
+
+
+def test_set_timers_refuses_a_lone_surrogate_anywhere_before_writing_any(
+    offline_scheduler: TimerScheduler,
+) -> None:
+    """The scheduler cannot reach Redis: refusing the batch must happen before any write."""
+    from redistimers import TimerSpec
+
+    specs = [TimerSpec("other", {"n": n}, activate_in=SOON) for n in range(15_000)]
+    specs[14_000] = TimerSpec("other", {"n": SURROGATE}, activate_in=SOON)
+    with pytest.raises(PayloadTypeError, match="lone surrogate"):
+        offline_scheduler.set_timers(specs)
+
+
+def test_non_ascii_text_is_not_taken_for_a_surrogate(
+    offline_scheduler: TimerScheduler,
+) -> None:
+    assert check_topic("ünï 🎉") == "ünï 🎉"
+    assert check_headers({"é": "🎉"}) == {"é": "🎉"}
+    assert check_correlation_id("🎉") == "🎉"
