@@ -21,11 +21,11 @@ import redis
 
 from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
 from .deadletters import dead_timer_of
-from .errors import InvalidTimerError, RedisUnavailableError
+from .errors import InvalidTimerError, RedisCallError, RedisFullError, RedisUnavailableError
 from .inspection import TimerInspection
 from .metrics import Metrics, MetricsCounter
 from .models import DeadTimer, TimerInfo, TimerPage, TopicStats
-from .outage import OutageTracker, is_transient
+from .outage import OutageTracker, is_out_of_memory, is_transient
 from .router import HandlerSpec
 from .store import TimerStore
 from .validation import check_due, check_timer_id, check_topic, datetime_of_ms
@@ -285,17 +285,28 @@ class TimerAdmin:
         now per topic."""
         poller = self._poller or self._draining
         in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
-        return self._metrics.snapshot(self._tracker.errors, in_flight)
+        return self._metrics.snapshot(
+            self._tracker.errors, self._tracker.full_count, in_flight
+        )
 
     @contextlib.contextmanager
     def _redis_errors(self) -> Iterator[None]:
-        """Turn connection errors into RedisUnavailableError naming where Redis was sought."""
+        """Turn connection errors into RedisUnavailableError naming where Redis was sought,
+        and a Redis over maxmemory into RedisFullError. They are the caller's to handle:
+        counted in the metrics, but neither logged nor changing `healthy`."""
         try:
             yield
         except redis.exceptions.RedisError as exc:
-            if not is_transient(exc):
+            error: RedisCallError
+            if is_out_of_memory(exc):
+                error = RedisFullError(
+                    f"Redis at {self._where} is full: its used memory is over maxmemory, so it "
+                    f"refuses writes that need memory ({exc})"
+                )
+            elif is_transient(exc):
+                error = RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}")
+            else:
                 raise
-            self._tracker.failed(exc)
-            raise RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}") from exc
-        self._tracker.succeeded()
+            self._tracker.count_error(exc)
+            raise error from exc
 

@@ -54,6 +54,17 @@ MAX_TIMER_ID_LENGTH = 256
 REDIS_BACKOFF_INITIAL = 0.05
 REDIS_BACKOFF_MAX = 5.0
 
+#: Seconds a worker's round trip may wait for Redis before the worker logs a stall (a
+#: stopped server, a silent network) and reports itself unhealthy: well past any round
+#: trip of ours, well before a lease's renewal (at a third of 30 s) is in danger.
+REDIS_STALL_NOTICE = 5.0
+
+#: Socket timeout of the clients `TimerScheduler.from_url` makes: a connection that has
+#: said nothing for this long is taken for dead and opened again (without it, a half-open
+#: TCP connection hangs a worker until the kernel gives up, hours later). Far above the
+#: longest script call (a claim or a bulk chunk takes milliseconds).
+REDIS_SOCKET_TIMEOUT = 10.0
+
 #: How often the wake-up listener looks up from its pub/sub socket to see whether it
 #: should stop; it costs no Redis command.
 LISTENER_POLL_INTERVAL = 0.2

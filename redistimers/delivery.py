@@ -1,7 +1,8 @@
 """One delivery: decode the payload, call the handler, turn what happened into an outcome.
 
-This is DESIGN.md's table "Outcomes of a delivery" in code; it does no Redis I/O, so the
-threaded poller and `run_pending` share it and settle outcomes their own way.
+This is the README's table of what a handler does and what becomes of its timer, in code;
+it does no Redis I/O, so the threaded poller and `run_pending` share it and settle outcomes
+their own way.
 """
 
 from __future__ import annotations
@@ -89,18 +90,25 @@ def log_extra(timer: ClaimedTimer) -> dict[str, Any]:
 
 
 def dead_record(
-    timer: ClaimedTimer, reason: str, exc: BaseException | None, attempts: int | None = None
+    timer: ClaimedTimer,
+    reason: str,
+    exc: BaseException | None,
+    attempts: int | None = None,
+    message: str = "",
 ) -> str:
-    """The dead-letter record of a timer: its envelope as stored, why it died, and when."""
+    """The dead-letter record of a timer: its envelope as stored, why it died (the error,
+    or without one `message`), and when."""
     envelope = timer.envelope
     if isinstance(envelope, bytes):  # kept even when it is not UTF-8 (it may be why it died)
         envelope = envelope.decode(errors="backslashreplace")
     error: dict[str, Any] = {"reason": reason}
+    if exc is None and message:
+        error["message"] = _sendable(message)
     if exc is not None:
         error["type"] = type(exc).__qualname__
-        error["message"] = str(exc)
+        error["message"] = _sendable(str(exc))
         summary = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        error["traceback"] = summary[-MAX_TRACEBACK_CHARS:]
+        error["traceback"] = _sendable(summary[-MAX_TRACEBACK_CHARS:])
     return json.dumps(
         {
             "envelope": envelope,
@@ -111,6 +119,14 @@ def dead_record(
         separators=(",", ":"),
         ensure_ascii=False,
     )
+
+
+def _sendable(text: str) -> str:
+    """`text` as UTF-8 can carry it: an exception's message may hold lone surrogates,
+    which would fail the write of the whole batch (shown escaped instead)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 class _Context:
@@ -150,7 +166,7 @@ class _Context:
         )
         if self.hooks.on_dead is not None:
             self.hooks.call("on_dead", self.delivery, message)
-        return Outcome("bury", record=dead_record(timer, reason, exc, attempts))
+        return Outcome("bury", record=dead_record(timer, reason, exc, attempts, message))
 
     def failed(self, exc: BaseException, delay: float | None = None) -> Outcome:
         """The handler raised (or asked for a retry after `delay`): deliver again after that
@@ -202,12 +218,15 @@ def deliver(
     except (EnvelopeError, UnicodeDecodeError) as exc:
         return _Context(timer, policy, hooks, None).bury("undecodable", exc, str(exc))
     context = _Context(timer, policy, hooks, envelope)
-    if timer.attempt > policy.max_attempts:
-        # Earlier deliveries ended without an outcome: their workers died mid-handler.
+    if timer.attempt > policy.max_attempts and timer.ended_its_worker:
+        # Its last delivery ran alone and never reported back: its own handler ended (or
+        # hung) its worker. A suspect whose last delivery ran beside others is not blamed
+        # for their crash: the poller gives it one more delivery, alone.
         return context.bury(
             "lease expired", None,
-            f"{timer.attempt - 1} deliveries never reported back (their workers died or "
-            f"hung past the lease) and {policy.max_attempts} are allowed",
+            f"delivery {timer.attempt - 1} ran alone in its worker and never reported back "
+            f"(the handler ended its worker, or hung past the lease); {policy.max_attempts} "
+            "attempts are allowed",
             attempts=timer.attempt - 1,  # this claim started no delivery
         )
     try:
@@ -255,6 +274,6 @@ def settle(batch: Batch, outcomes: list[tuple[ClaimedTimer, Outcome]]) -> None:
         elif kind == "retry":
             batch.retry(topic, [(t.timer_id, t.token, o.delay_ms) for t, o in items])
         elif kind == "release":
-            batch.release(topic, [(t.timer_id, t.token) for t, _ in items])
+            batch.release(topic, [(t.timer_id, t.token, t.mark) for t, _ in items])
         else:
             batch.bury(topic, [(t.timer_id, t.token, o.record) for t, o in items])

@@ -23,8 +23,40 @@ class PayloadTypeError(RedisTimersError, TypeError):
     """A payload does not fit its topic's type or cannot be stored as JSON; nothing was written."""
 
 
-class RedisUnavailableError(RedisTimersError, redis.exceptions.ConnectionError):
-    """Redis could not be reached; the message names where it was looked for."""
+class RedisCallError(RedisTimersError):
+    """Redis failed a call: it could not be reached, stopped answering, or refused the write.
+
+    Raised by `set_timer` or `set_timers`, it says what became of each timer:
+    `written_ids` Redis confirmed, `unwritten_ids` it refused or never received, and
+    `unconfirmed_ids` it received without confirming (they may or may not exist). Setting
+    a timer again with the same id is safe: it replaces the timer.
+    """
+
+    written_ids: tuple[str, ...] = ()
+    unwritten_ids: tuple[str, ...] = ()
+    unconfirmed_ids: tuple[str, ...] = ()
+
+    def with_timers(
+        self,
+        written: tuple[str, ...] = (),
+        unwritten: tuple[str, ...] = (),
+        unconfirmed: tuple[str, ...] = (),
+    ) -> RedisCallError:
+        """This error, telling which timers were written, not written, or unconfirmed."""
+        self.written_ids, self.unwritten_ids, self.unconfirmed_ids = (
+            written, unwritten, unconfirmed
+        )
+        return self
+
+
+class RedisUnavailableError(RedisCallError, redis.exceptions.ConnectionError):
+    """Redis could not be reached or stopped answering; the message names where it was
+    looked for."""
+
+
+class RedisFullError(RedisCallError):
+    """Redis refused a write because its used memory is over `maxmemory` (with the
+    `noeviction` policy). Workers go on delivering, which frees memory."""
 
 
 class SchedulerStateError(RedisTimersError, RuntimeError):

@@ -150,8 +150,5 @@ class TimerInspection:
     def purge_dead(self, topic: str) -> int:
         """Delete every dead letter of a topic; returns how many there were."""
         k = self._store.keys(topic)
-        pipe: Any = self._store.client.pipeline(transaction=True)
-        pipe.zcard(k.dead)
-        pipe.delete(k.dead, k.dead_body)
-        count, _deleted = pipe.execute()
-        return int(count)
+        op = Op("purge_dead", topic, "purge_dead", (k.dead, k.dead_body), ())
+        return int(self._store.run([op])[0])

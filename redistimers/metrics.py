@@ -38,8 +38,15 @@ class Metrics:
     stale_acks: int = 0
     #: Leases found lost while their handler still ran.
     leases_lost: int = 0
-    #: Redis calls that failed (connection loss, timeouts, a server still loading).
+    #: Suspects delivered alone: timers whose previous delivery never reported back (its
+    #: worker died or hung past the lease), run with no other handler beside them.
+    isolated: int = 0
+    #: Redis calls that failed (connection loss, timeouts, a server still loading, a full
+    #: Redis).
     redis_errors: int = 0
+    #: Claims and calls that found Redis over its maxmemory (claims go on; new timers are
+    #: refused with RedisFullError).
+    redis_full: int = 0
     #: Handlers running now, per topic this scheduler handles.
     in_flight: Mapping[str, int] = attrs.field(factory=dict)
 
@@ -57,14 +64,16 @@ class MetricsCounter:
     def add(self, name: str, count: int = 1) -> None:
         self.counts[name] += count
 
-    def snapshot(self, redis_errors: int, in_flight: Mapping[str, int]) -> Metrics:
+    def snapshot(self, redis_errors: int, redis_full: int, in_flight: Mapping[str, int]) -> Metrics:
         return Metrics(
             **{name: self.counts[name] for name in _NAMES},
             redis_errors=redis_errors,
+            redis_full=redis_full,
             in_flight=dict(in_flight),
         )
 
 
 _NAMES = tuple(
-    name for name in attrs.fields_dict(Metrics) if name not in ("redis_errors", "in_flight")
+    name for name in attrs.fields_dict(Metrics)
+    if name not in ("redis_errors", "redis_full", "in_flight")
 )

@@ -1,4 +1,9 @@
-"""Redis calls that outlast an outage: tenacity backoff, one log line down, one line up."""
+"""Redis calls that outlast an outage: tenacity backoff, one log line down, one line up.
+
+An outage is Redis unreachable, stalled (a call that has not been answered for a while),
+or full (over `maxmemory`, so it refuses writes that need memory). Each is logged once
+when it begins and once when it ends, and `healthy` is False meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -28,34 +33,82 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ClusterDownError,
 )
 
+_OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
+    cls for cls in (getattr(redis.exceptions, "OutOfMemoryError", None),) if cls is not None
+)
+
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth waiting out; OOM replies count (Redis may free memory)."""
-    if isinstance(exc, TRANSIENT_ERRORS):
+    """True for errors worth waiting out: Redis unreachable, loading, failing over."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when Redis refused a write for want of memory (used memory over maxmemory).
+
+    redis-py maps the "-OOM" reply of a plain command to OutOfMemoryError (stripping
+    "OOM" from the message); Redis 6 reports it from inside a script as a plain error.
+    """
+    if isinstance(exc, _OUT_OF_MEMORY):
         return True
-    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("OOM")
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.ResponseError) and (
+        text.startswith("OOM") or "OOM command not allowed" in text
+        or "used memory > 'maxmemory'" in text
+    )
 
 
 class OutageTracker:
-    """Runs Redis calls again with exponential backoff and jitter until they succeed or the
-    caller gives up; knows whether Redis was reachable at the last attempt (`healthy`).
+    """Runs a worker's Redis calls again with exponential backoff and jitter until they
+    succeed or the caller gives up, and knows whether Redis serves it (`healthy`).
+
+    Only the worker's own threads change `healthy`; `errors` and `full_count` also count
+    the failed calls of other callers (whose errors are raised to them instead of logged).
     """
 
     def __init__(self, where: str) -> None:
         self.where = where
-        self.healthy = True
         self.errors = 0
+        self.full_count = 0
         self._lock = threading.Lock()
         self._down_since: float | None = None
+        self._full_since: float | None = None
+        self._call_started: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """False while Redis is unreachable, stalled or full, as the worker last saw it."""
+        return self._down_since is None and self._full_since is None
+
+    @property
+    def full(self) -> bool:
+        """Redis was over maxmemory at the worker's last write."""
+        return self._full_since is not None
+
+    @property
+    def reachable(self) -> bool:
+        """Redis answered the worker's last call (full or not)."""
+        return self._down_since is None
+
+    def count_error(self, exc: BaseException) -> None:
+        """Count a failed call of another caller, who is told of it by an exception."""
+        with self._lock:
+            self.errors += 1
+            if is_out_of_memory(exc):
+                self.full_count += 1
 
     def failed(self, exc: BaseException) -> None:
-        """Record a failed call; the first failure of an outage is logged."""
+        """Record a failed call of the worker; the first failure of an outage is logged."""
+        if is_out_of_memory(exc):
+            with self._lock:
+                self.errors += 1
+            self.saw_full(True)
+            return
         with self._lock:
             self.errors += 1
             first = self._down_since is None
             if first:
                 self._down_since = time.monotonic()
-            self.healthy = False
         if first:
             log.error("Redis at %s unavailable: %s; retrying with backoff", self.where, exc)
 
@@ -65,11 +118,53 @@ class OutageTracker:
             return
         with self._lock:
             down_since, self._down_since = self._down_since, None
-            self.healthy = True
         if down_since is not None:
             log.warning(
-                "Redis at %s reachable again after %.1fs", self.where, time.monotonic() - down_since
+                "Redis at %s answering again after %.1fs", self.where,
+                time.monotonic() - down_since,
             )
+
+    def saw_full(self, full: bool) -> None:
+        """Record whether Redis was over maxmemory at the worker's last write; the start and
+        the end of a full spell are logged once each."""
+        with self._lock:
+            if full:
+                self.full_count += 1
+            began = full and self._full_since is None
+            ended_since = self._full_since if not full else None
+            if began:
+                self._full_since = time.monotonic()
+            elif ended_since is not None:
+                self._full_since = None
+        if began:
+            log.error(
+                "Redis at %s is full (used memory over maxmemory): it refuses new timers; "
+                "this worker goes on delivering, which frees memory", self.where,
+            )
+        elif ended_since is not None:
+            log.warning(
+                "Redis at %s has room again after %.1fs", self.where,
+                time.monotonic() - ended_since,
+            )
+
+    def watch(self) -> None:
+        """Log a worker's call that has waited for Redis longer than REDIS_STALL_NOTICE (a
+        stalled server or a silent network): the outage begins then. Called now and then
+        from another thread than the one waiting."""
+        started = self._call_started
+        if started is None or self._down_since is not None:
+            return
+        waited = time.monotonic() - started
+        if waited < defaults.REDIS_STALL_NOTICE:
+            return
+        with self._lock:
+            if self._down_since is not None or self._call_started != started:
+                return
+            self._down_since = started
+        log.error(
+            "Redis at %s has not answered for %.1fs (a stalled server or a lost network); "
+            "still waiting: leases may expire meanwhile", self.where, waited,
+        )
 
     def call(
         self,
@@ -78,24 +173,29 @@ class OutageTracker:
         give_up: Callable[[], bool],
         sleep: Callable[[float], object],
     ) -> T:
-        """`fn()`, tried again on transient Redis errors until it succeeds or `give_up()`.
+        """`fn()`, tried again on transient Redis errors (and while Redis is full) until it
+        succeeds or `give_up()`.
 
         `sleep` waits between tries and should return early when the caller is stopping.
         The last error is raised when the caller gives up.
         """
+        self._call_started = time.monotonic()
         try:  # the common case, without building a retrying loop on every call
             result = fn()
         except Exception as exc:
-            if not is_transient(exc):
+            self._call_started = None
+            if not _worth_waiting_out(exc):
                 raise
             self.failed(exc)
             if give_up():
                 raise
         else:
+            self._call_started = None
             self.succeeded()
             return result
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
+            self._call_started = None
             if state.outcome is not None:
                 exc = state.outcome.exception()
                 if exc is not None:
@@ -104,8 +204,12 @@ class OutageTracker:
         def wait(seconds: float) -> None:
             sleep(seconds)
 
+        def attempt() -> T:
+            self._call_started = time.monotonic()
+            return fn()
+
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(_worth_waiting_out),
             wait=tenacity.wait_random_exponential(
                 multiplier=defaults.REDIS_BACKOFF_INITIAL * 2,
                 min=defaults.REDIS_BACKOFF_INITIAL,
@@ -117,10 +221,16 @@ class OutageTracker:
             reraise=True,
         )
         try:
-            result = retrying(fn)
+            result = retrying(attempt)
         except Exception as exc:
-            if is_transient(exc):
+            if _worth_waiting_out(exc):
                 self.failed(exc)
             raise
+        finally:
+            self._call_started = None
         self.succeeded()
         return result
+
+
+def _worth_waiting_out(exc: BaseException) -> bool:
+    return is_transient(exc) or is_out_of_memory(exc)

@@ -5,6 +5,13 @@ pipelined round trips.
 The poller thread owns all bookkeeping (slots, running deliveries, next claim times);
 handler threads only append outcomes to a deque and set the wake event, and other
 threads ask for claims through `wake()`.
+
+A suspect (a timer whose previous delivery never reported back: its worker died or hung
+past the lease) may be what ends its worker, so it is delivered alone: it waits until no
+other handler of this process runs, is marked in Redis as running alone, and no other
+handler starts while it runs. If it then ends its worker, the next claim knows it was its
+own doing, and no neighbour is blamed for it. Both waits last at most the suspect's
+lease_ttl, so that a suspect that hangs does not stop the worker.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from .metrics import MetricsCounter
 from .outage import OutageTracker
 from .retry import RetryPolicy
 from .router import HandlerSpec
-from .store import Batch, ClaimedTimer, ClaimResult, TimerStore
+from .store import Batch, ClaimedTimer, ClaimResult, TimerStore, new_claimer_id
 from .wakeup import WakeListener
 from .workers import HandlerPool
 
@@ -47,6 +54,20 @@ class _Topic:
     @property
     def free(self) -> int:
         return self.spec.max_concurrent - self.in_flight
+
+
+#: (topic, timer id, token): one delivery.
+Key = tuple[str, str, str]
+
+#: Longest sleep between claims while Redis is full, so that the worker soon sees that it
+#: has room again (every claim tells).
+_FULL_RECHECK_S = 5.0
+
+#: Seconds between log lines about a poller turn that keeps failing the same way.
+_REPEAT_LOG_S = 300.0
+
+#: Longest wait before trying a failed poller turn again (1 s, 2 s, 4 s... up to this).
+_FAILED_TURN_BACKOFF_MAX = 30.0
 
 
 class _Running:
@@ -81,7 +102,12 @@ class Poller:
         self._tracker = tracker
         self._default_retry = default_retry
         self._max_poll_interval = max_poll_interval
-        self._running: dict[tuple[str, str, str], _Running] = {}
+        self._running: dict[Key, _Running] = {}
+        self._claimer = new_claimer_id()  # whose claims Redis can answer again (claim.lua)
+        #: Claimed suspects waiting to run alone, with when each began to wait.
+        self._suspects: deque[tuple[ClaimedTimer, float]] = deque()
+        #: Suspects running alone, and until when no other handler may start beside them.
+        self._alone: dict[Key, float] = {}
         self._settling: dict[tuple[str, str], ClaimedTimer] = {}  # outcomes of this turn
         self._next_renewal = math.inf
         self._completed: deque[tuple[ClaimedTimer, Outcome]] = deque()
@@ -93,6 +119,9 @@ class Poller:
         self._exited = threading.Event()
         self._pool = HandlerPool(max(1, sum(spec.max_concurrent for spec in specs.values())))
         self._thread = threading.Thread(target=self._run, name="redistimers-poller", daemon=True)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="redistimers-watchdog", daemon=True
+        )
         channels = {store.keys(topic).wake: topic for topic in specs}
         self._listener = (
             WakeListener(store.client, channels, self.wake, tracker) if specs else None
@@ -102,6 +131,7 @@ class Poller:
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
         if self._listener is not None:
             self._listener.start()
 
@@ -133,6 +163,8 @@ class Poller:
             )
         if self._listener is not None:
             self._listener.join(max(0.05, deadline - time.monotonic()))
+        if self._exited.is_set():
+            self._watchdog.join(1.0)  # it ends as soon as the poller thread has
         self._pool.shutdown(wait=drained, timeout=1.0)
         return drained
 
@@ -200,45 +232,75 @@ class Poller:
 
     # -- the poller thread ----------------------------------------------------------------
 
+    def _watch(self) -> None:
+        """Log a round trip that Redis has not answered for a while: the poller thread
+        cannot, since it is the one waiting (and so may the listener be)."""
+        while not self._exited.wait(min(1.0, defaults.REDIS_STALL_NOTICE / 4)):
+            self._tracker.watch()
+
     def _run(self) -> None:
+        failures = 0
+        logged: tuple[str, str] | None = None  # the failure last logged
+        logged_at = 0.0
         try:
             while not self._abort.is_set():
                 try:
                     if not self._turn():
                         break
-                except Exception:
-                    log.exception("poller turn failed; trying again in 1s")
-                    self._abort.wait(1.0)
+                except Exception as exc:
+                    # Not a Redis outage (those are waited out in _send): a bug, or an
+                    # error Redis keeps answering. Logged once with its traceback, then
+                    # again only if it changes or every few minutes; tried again with backoff.
+                    failures += 1
+                    seen = (type(exc).__name__, str(exc))
+                    now = time.monotonic()
+                    if seen != logged:
+                        log.exception("poller turn failed; trying again with backoff")
+                        logged, logged_at = seen, now
+                    elif now - logged_at >= _REPEAT_LOG_S:
+                        log.error("poller turns still failing (%d so far): %s: %s",
+                                  failures, *seen)
+                        logged_at = now
+                    self._abort.wait(min(_FAILED_TURN_BACKOFF_MAX, 2 ** (min(failures, 6) - 1)))
+                else:
+                    if failures:
+                        log.warning("poller turns work again after %d failed", failures)
+                        failures, logged = 0, None
+                    self._sleep()
         finally:
             self._exited.set()
             self._settle_late()
 
     def _turn(self) -> bool:
-        """One claim-settle-renew round trip and the sleep after it; False when done."""
+        """One claim-settle-renew round trip; False when done."""
         self._wake.clear()
         now = time.monotonic()
-        batch = self._store.batch()
+        batch = self._store.batch(self._claimer)
         outcomes = self._take_completed()
+        stopping = self._stopping.is_set()
+        if stopping and self._suspects:  # never started: hand them back, suspicion kept
+            outcomes += [(timer, RELEASE) for timer, _since in self._suspects]
+            self._suspects.clear()
         for timer, outcome in outcomes:
-            if self._running.pop((timer.topic, timer.timer_id, timer.token), None) is not None:
+            key = (timer.topic, timer.timer_id, timer.token)
+            if self._running.pop(key, None) is not None:
                 self._topics[timer.topic].in_flight -= 1
                 self._metrics.outcome(outcome.kind)
+            self._alone.pop(key, None)
         settle(batch, outcomes)
         self._settling = {(timer.topic, timer.timer_id): timer for timer, _ in outcomes}
         self._add_renewals(batch, now)
-        stopping = self._stopping.is_set()
         if not stopping:
-            self._add_claims(batch, now)
+            self._add_isolation(batch, now)
+            if not self._isolating(now):
+                self._add_claims(batch, now)
         if batch:
             results = self._send(batch)
             if results is not None:
                 self._apply(batch, results)
             elif self._abort.is_set():
                 return False
-        if stopping and not self._running and not self._completed:
-            return False
-        self._sleep()
-        return True
+        return not (stopping and not self._running and not self._completed)
 
     def _add_claims(self, batch: Batch, now: float) -> None:
         while self._woken:
@@ -246,9 +308,57 @@ class Poller:
             for name, state in self._topics.items():
                 if topic is None or name == topic:
                     state.next_claim_at = 0.0
+        probe_full = self._tracker.full
         for topic, state in self._topics.items():
             if state.free > 0 and state.next_claim_at <= now:
-                batch.claim(topic, state.spec.lease_ms, state.free)
+                batch.claim(topic, state.spec.lease_ms, state.free, probe_full)
+
+    def _isolating(self, now: float) -> bool:
+        """No claims while a suspect waits to run alone, or runs alone within its window."""
+        return bool(self._suspects) or any(until > now for until in self._alone.values())
+
+    def _add_isolation(self, batch: Batch, now: float) -> None:
+        """Mark the next suspect as running alone once no other handler runs (or once it
+        has waited its lease_ttl): its handler starts when Redis has the mark."""
+        if not self._suspects:
+            return
+        timer, since = self._suspects[0]
+        spec = self._topics[timer.topic].spec
+        others = len(self._running) - len(self._suspects)
+        if others == 0 or now >= since + spec.lease_ttl:
+            batch.solo(timer.topic, spec.lease_ms, timer.timer_id, timer.token)
+
+    def _start_alone(self, timer_id: str, token: str, now: float) -> None:
+        """Start the suspect Redis marked as running alone (its new token), or drop it when
+        its lease was lost meanwhile (empty token)."""
+        if not self._suspects or self._suspects[0][0].timer_id != timer_id:
+            return
+        timer, _since = self._suspects.popleft()
+        if self._suspects:  # the next one waits its lease_ttl from now on, at most
+            self._suspects[0] = (self._suspects[0][0], now)
+        key = (timer.topic, timer.timer_id, timer.token)
+        state = self._topics[timer.topic]
+        if not token:
+            if self._running.pop(key, None) is not None:
+                state.in_flight -= 1
+            self._metrics.add("leases_lost")
+            log.info("suspect timer %s/%s was re-set, cancelled or taken meanwhile; not run",
+                     timer.topic, timer.timer_id, extra=log_extra(timer))
+            return
+        alone = timer._replace(token=token)
+        self._running.pop(key, None)
+        self._running[(alone.topic, alone.timer_id, alone.token)] = _Running(
+            alone, now + state.lease_renew_s
+        )
+        self._next_renewal = min(self._next_renewal, now + state.lease_renew_s)
+        self._alone[(alone.topic, alone.timer_id, alone.token)] = now + state.spec.lease_ttl
+        self._metrics.add("isolated")
+        log.info(
+            "timer %s/%s: its previous delivery never reported back (its worker died or hung "
+            "past the lease); delivering attempt %d alone", timer.topic, timer.timer_id,
+            timer.attempt, extra=log_extra(timer),
+        )
+        self._pool.submit(partial(self._deliver, alone))
 
     def _add_renewals(self, batch: Batch, now: float) -> None:
         if now < self._next_renewal:
@@ -268,7 +378,7 @@ class Poller:
             batch.extend(topic, self._topics[topic].spec.lease_ms, items)
 
     def _send(self, batch: Batch) -> list[Any] | None:
-        was_healthy = self._tracker.healthy
+        was_reachable = self._tracker.reachable
         # Outcomes are worth waiting for Redis until stop()'s deadline (otherwise their
         # timers are delivered again after their leases expire); claims and renewals are
         # of no use once stopping.
@@ -284,16 +394,21 @@ class Poller:
                 log.error("gave up on Redis while stopping: %s", exc)
                 return None
             raise
-        if not was_healthy:
+        if not was_reachable:
             self.wake(_ALL_TOPICS)  # wake-ups published during the outage were lost
         return results
 
     def _apply(self, batch: Batch, results: list[Any]) -> None:
         now = time.monotonic()
+        full: bool | None = None
         for op, result in zip(batch.ops, results, strict=True):
             if op.kind == "claim":
                 self._metrics.add("claimed", len(result.timers))
                 self._claimed(op.topic, result, now)
+                if result.full is not None:
+                    full = full or result.full
+            elif op.kind == "solo":
+                self._start_alone(str(op.args[1]), result, now)
             elif op.kind == "extend":
                 renewed = (len(op.args) - 1) // 2 - len(result) // 2
                 self._metrics.add("lease_renewals", renewed)
@@ -309,17 +424,29 @@ class Poller:
                         "%s of timer %s/%s skipped: re-set, cancelled or re-claimed while its "
                         "handler ran", op.kind, op.topic, timer_id, extra=extra,
                     )
+        if full is not None:
+            self._tracker.saw_full(full)
 
     def _claimed(self, topic: str, result: ClaimResult, now: float) -> None:
         state = self._topics[topic]
         renew_at = now + state.lease_renew_s
+        if result.replayed:
+            log.warning(
+                "Redis ran the claim of topic %s twice (it was sent again after a timeout): "
+                "the second answered with the timers of the first", topic,
+            )
         for timer in result.timers:
             state.in_flight += 1
             self._running[(topic, timer.timer_id, timer.token)] = _Running(timer, renew_at)
-            self._pool.submit(partial(self._deliver, timer))
+            if timer.suspect:
+                self._suspects.append((timer, now))
+            else:
+                self._pool.submit(partial(self._deliver, timer))
         if result.timers:
             self._next_renewal = min(self._next_renewal, renew_at)
         wait = self._max_poll_interval
+        if self._tracker.full:
+            wait = min(wait, _FULL_RECHECK_S)
         if result.next_ms is not None and result.server_now_ms is not None:
             wait = min(wait, max(0.0, (result.next_ms - result.server_now_ms) / 1000))
         state.next_claim_at = now + wait
@@ -339,9 +466,16 @@ class Poller:
         now = time.monotonic()
         wake_at = now + self._max_poll_interval
         if not self._stopping.is_set():
-            for state in self._topics.values():
-                if state.free > 0:
-                    wake_at = min(wake_at, state.next_claim_at)
+            if self._suspects:  # when the next suspect may start even if others still run
+                timer, since = self._suspects[0]
+                wake_at = min(wake_at, since + self._topics[timer.topic].spec.lease_ttl)
+            for until in self._alone.values():  # when claims may resume
+                if until > now:
+                    wake_at = min(wake_at, until)
+            if not self._isolating(now):
+                for state in self._topics.values():
+                    if state.free > 0:
+                        wake_at = min(wake_at, state.next_claim_at)
         wake_at = min(wake_at, self._next_renewal)
         # Handler threads set the event only while the poller sleeps (setting it costs
         # them a lock each time): say so first, then look at the deque once more, so that

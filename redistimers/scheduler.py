@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
 from typing import Any
@@ -19,16 +18,23 @@ from . import defaults, forking
 from .admin import TimerAdmin
 from .codec import encode_envelope
 from .delivery import Hooks, deliver, settle
-from .errors import ConfigurationError, InvalidTimerError, SchedulerStateError
+from .errors import (
+    ConfigurationError,
+    InvalidTimerError,
+    RedisCallError,
+    RedisFullError,
+    RedisUnavailableError,
+    SchedulerStateError,
+)
 from .inspection import TimerInspection
 from .metrics import MetricsCounter
 from .models import Delivery, TimerSpec
-from .outage import OutageTracker
+from .outage import OutageTracker, is_out_of_memory, is_transient
 from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
 from .router import HandlerSpec, Router, merge_routers
-from .store import ScheduleEntry, TimerStore
+from .store import ScheduleEntry, TimerStore, WriteFailed, new_claimer_id
 from .validation import (
     DueTime,
     check_correlation_id,
@@ -51,6 +57,21 @@ def describe_location(client: redis.Redis) -> str:
     if kwargs.get("path"):
         return f"unix socket {kwargs['path']}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+class _ServerClock:
+    """The Redis server's now, read once (one round trip) and only if asked: a cron timer's
+    first occurrence comes from Redis's clock, as every due time does."""
+
+    def __init__(self, scheduler: TimerScheduler) -> None:
+        self._scheduler = scheduler
+        self._now_ms: float | None = None
+
+    def now_ms(self) -> float:
+        if self._now_ms is None:
+            with self._scheduler._redis_errors():
+                self._now_ms = self._scheduler._store.server_time_ms()
+        return self._now_ms
 
 
 class TimerScheduler(TimerAdmin):
@@ -121,6 +142,8 @@ class TimerScheduler(TimerAdmin):
         }
         client_options: dict[str, Any] = {
             "socket_connect_timeout": 5.0,
+            "socket_timeout": defaults.REDIS_SOCKET_TIMEOUT,
+            "socket_keepalive": True,
             # One quick retry replaces a pooled connection that died with a Redis restart;
             # longer outages are ridden out by the scheduler's own backoff.
             "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
@@ -167,18 +190,23 @@ class TimerScheduler(TimerAdmin):
             topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
             every, cron, tz,
         )
-        entry = self._entry(spec, check_topic(spec.topic))
-        with self._redis_errors():
-            woke = self._store.schedule_many({spec.topic: [entry]})
-        self._wake_locally(woke)
+        entry = self._entry(spec, check_topic(spec.topic), _ServerClock(self))
+        self._write({spec.topic: [entry]})
         return entry.timer_id
 
     def set_timers(self, timers: Iterable[TimerSpec]) -> list[str]:
         """Schedule many timers, each as `set_timer` would (same id replaces, wake-ups),
-        in pipelined chunks: about 10,000 timers per round trip. Every timer is checked
-        before anything is written. Returns their ids, in order."""
+        in pipelined chunks: about 10,000 timers per round trip. Returns their ids, in order.
+
+        Every timer is checked and encoded before anything is written. Each chunk of 1,000
+        timers of a topic is written whole or not at all; if Redis fails part-way, the
+        RedisCallError raised (RedisFullError, RedisUnavailableError) says which timers were
+        written (`written_ids`), which were not (`unwritten_ids`) and which may or may not
+        have been (`unconfirmed_ids`).
+        """
         by_topic: dict[str, list[ScheduleEntry]] = {}
         ids: list[str] = []
+        clock = _ServerClock(self)
         for spec in timers:
             if not isinstance(spec, TimerSpec):
                 raise InvalidTimerError(
@@ -187,15 +215,62 @@ class TimerScheduler(TimerAdmin):
             entries = by_topic.get(spec.topic) if isinstance(spec.topic, str) else None
             if entries is None:  # each topic checked once per call
                 entries = by_topic[check_topic(spec.topic)] = []
-            entry = self._entry(spec, spec.topic)
+            entry = self._entry(spec, spec.topic, clock)
             entries.append(entry)
             ids.append(entry.timer_id)
-        with self._redis_errors():
-            woke = self._store.schedule_many(by_topic)
-        self._wake_locally(woke)
+        self._write(by_topic)
         return ids
 
-    def _entry(self, spec: TimerSpec, topic: str) -> ScheduleEntry:
+    def _write(self, by_topic: Mapping[str, list[ScheduleEntry]]) -> None:
+        """Write checked timers; a Redis failure is raised as a RedisCallError that says
+        what became of each timer."""
+        try:
+            woke = self._store.schedule_many(by_topic)
+        except WriteFailed as failure:
+            raise self._write_error(failure, by_topic) from failure.cause
+        self._wake_locally(woke)
+
+    def _write_error(
+        self, failure: WriteFailed, by_topic: Mapping[str, list[ScheduleEntry]]
+    ) -> Exception:
+        """The error to raise for a write Redis failed: RedisFullError or
+        RedisUnavailableError telling which timers were written; other errors as they are."""
+        cause = failure.cause
+        self._tracker.count_error(cause)
+        error: RedisCallError
+        if is_out_of_memory(cause):
+            error = RedisFullError(
+                f"Redis at {self._where} is full: its used memory is over maxmemory, so it "
+                "refuses new timers (workers go on delivering, which frees memory)"
+            )
+        elif is_transient(cause):
+            error = RedisUnavailableError(f"cannot reach Redis at {self._where}: {cause}")
+        else:
+            return cause
+        error.with_timers(failure.written, failure.unwritten, failure.unconfirmed)
+        entries = [entry for entries in by_topic.values() for entry in entries]
+        if len(entries) == 1:
+            name = f"timer {entries[0].timer_id!r}"
+            if failure.unconfirmed:
+                outcome = (f"{name} may or may not have been written: setting it again with "
+                           "the same timer_id is safe")
+            elif failure.unwritten:
+                outcome = f"{name} was not written"
+            else:
+                outcome = f"{name} was written, but its topic was not added to the topics"
+        else:
+            counts = [(len(failure.written), "were written (written_ids)"),
+                      (len(failure.unconfirmed), "may or may not have been (unconfirmed_ids)"),
+                      (len(failure.unwritten), "were not (unwritten_ids)")]
+            outcome = f"of {len(entries):,} timers, " + ", ".join(
+                f"{count:,} {what}" for count, what in counts if count
+            )
+            if failure.unconfirmed or failure.unwritten:
+                outcome += "; setting timers again with the same ids is safe"
+        error.args = (f"{error.args[0]}; {outcome}",)
+        return error
+
+    def _entry(self, spec: TimerSpec, topic: str, clock: _ServerClock) -> ScheduleEntry:
         """A timer (of a checked topic) checked and encoded, ready to write; raises before
         anything is written."""
         if spec.every is None and spec.cron is None and spec.tz is None:
@@ -206,8 +281,8 @@ class TimerScheduler(TimerAdmin):
             if period is not None and spec.activate_in is None and spec.activate_at is None:
                 if period.every_ms is not None:
                     due = DueTime(delay_ms=period.every_ms)
-                else:
-                    due = DueTime(at_ms=period.next_after(time.time() * 1000, None))
+                else:  # the next time of the cron expression by Redis's clock, like all times
+                    due = DueTime(at_ms=period.next_after(clock.now_ms(), None))
             else:
                 due = check_due(spec.activate_in, spec.activate_at)
         timer_id = new_timer_id() if spec.timer_id is None else check_timer_id(spec.timer_id)
@@ -355,25 +430,34 @@ class TimerScheduler(TimerAdmin):
         """
         if self._poller is not None:
             raise SchedulerStateError("run_pending() cannot be used while the scheduler runs")
+        claimer = new_claimer_id()
         ran = 0
         for topic, spec in self._specs.items():
             seen: set[str] = set()
             while True:
-                batch = self._store.batch()
+                batch = self._store.batch(claimer)
                 batch.claim(topic, spec.lease_ms, 1)
                 with self._redis_errors():
                     (claim,) = self._store.execute(batch)
                 if not claim.timers:
                     break
                 timer = claim.timers[0]
-                batch = self._store.batch()
+                batch = self._store.batch(claimer)
                 if timer.timer_id in seen:  # asked to run again at once: leave it for later
-                    batch.release(topic, [(timer.timer_id, timer.token)])
+                    batch.release(topic, [(timer.timer_id, timer.token, timer.mark)])
                     with self._redis_errors():
                         self._store.execute(batch)
                     break
                 seen.add(timer.timer_id)
                 self._metrics.add("claimed")
+                if timer.suspect:  # it runs alone here: say so, as the poller does
+                    batch.solo(topic, spec.lease_ms, timer.timer_id, timer.token)
+                    with self._redis_errors():
+                        (token,) = self._store.execute(batch)
+                    if not token:
+                        continue
+                    timer = timer._replace(token=token)
+                    batch = self._store.batch(claimer)
                 outcome = deliver(
                     spec, timer, self._default_retry, self._hooks, self._store.server_now_ms
                 )

@@ -9,6 +9,7 @@ Redis in one pipelined round trip through `Batch`.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -21,8 +22,8 @@ from redis.exceptions import NoScriptError
 from . import defaults
 
 SCRIPT_NAMES = (
-    "schedule", "claim", "ack", "retry", "extend", "bury", "cancel", "requeue",
-    "stats", "list", "reschedule", "purge",
+    "schedule", "claim", "ack", "retry", "extend", "solo", "bury", "cancel", "requeue",
+    "stats", "list", "get", "reschedule", "purge", "purge_dead",
 )
 
 
@@ -83,6 +84,20 @@ class ClaimedTimer(NamedTuple):
     attempt: int
     due_ms: float
     envelope: bytes | str
+    #: '' unless the previous delivery never reported back (its worker died or hung past
+    #: the lease): then '!', or '*' when that delivery ran alone in its worker, so that it
+    #: was this timer's own handler that ended it.
+    mark: str = ""
+
+    @property
+    def suspect(self) -> bool:
+        """Its previous delivery vanished: its handler may be what ends its worker."""
+        return self.mark != ""
+
+    @property
+    def ended_its_worker(self) -> bool:
+        """Its previous delivery ran alone and never reported back."""
+        return self.mark == "*"
 
 
 @attrs.frozen
@@ -94,6 +109,12 @@ class ClaimResult:
     server_now_ms: float | None
     #: Score of the earliest timer left in the topic (a due time or a lease expiry).
     next_ms: float | None
+    #: Whether Redis was over maxmemory: known (True or False) when this claim wrote or
+    #: probed for it, else None.
+    full: bool | None = None
+    #: Redis had run this very request before (it was sent again after a timeout): these
+    #: are the timers it leased then.
+    replayed: bool = False
 
 
 @attrs.frozen
@@ -115,7 +136,7 @@ class Op:
     topic: str
     script: str
     keys: tuple[str, ...]
-    args: tuple[str | int, ...]
+    args: tuple[str | int | bytes, ...]
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -123,11 +144,17 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 class Batch:
-    """Operations on timers gathered for one pipelined round trip (`TimerStore.execute`)."""
+    """Operations on timers gathered for one pipelined round trip (`TimerStore.execute`).
 
-    def __init__(self, store: TimerStore) -> None:
+    Its claims carry a request id of their own, so that the batch can be sent again after
+    a timeout: Redis answers a claim it already ran with the timers it leased then.
+    """
+
+    def __init__(self, store: TimerStore, claimer: str | None = None) -> None:
         self._store = store
         self.ops: list[Op] = []
+        self.claimer = claimer or new_claimer_id()
+        self.request = os.urandom(8).hex()
 
     def __bool__(self) -> bool:
         return bool(self.ops)
@@ -135,16 +162,20 @@ class Batch:
     @property
     def settles(self) -> bool:
         """True when the batch carries outcomes of deliveries (not just claims/renewals)."""
-        return any(op.kind not in ("claim", "extend") for op in self.ops)
+        return any(op.kind not in ("claim", "extend", "solo") for op in self.ops)
 
     def _add(self, kind: str, topic: str, script: str, keys: tuple[str, ...], args: Any) -> None:
         self.ops.append(Op(kind, topic, script, keys, tuple(args)))
 
-    def claim(self, topic: str, lease_ms: int, limit: int) -> None:
-        """Lease up to `limit` due timers (ClaimResult)."""
+    def claim(self, topic: str, lease_ms: int, limit: int, probe_full: bool = False) -> None:
+        """Lease up to `limit` due timers (ClaimResult); `probe_full` asks whether Redis is
+        still full even when nothing is due."""
         k = self._store.keys(topic)
-        keys = (k.due, k.body, k.lease, k.attempts, k.seq)
-        self._add("claim", topic, "claim", keys, (lease_ms, min(limit, defaults.CLAIM_BATCH_MAX)))
+        keys = (k.due, k.body, k.lease, k.attempts, k.seq,
+                self._store.claim_record_key(topic, self.claimer))
+        limit = min(limit, defaults.CLAIM_BATCH_MAX)
+        args = (lease_ms, limit, self.request, "1" if probe_full else "0")
+        self._add("claim", topic, "claim", keys, args)
 
     def ack(self, topic: str, items: Sequence[tuple[str, str, float | None]]) -> None:
         """Settle delivered timers: (id, token, next due ms) triples, where a next due time
@@ -161,12 +192,18 @@ class Batch:
         """Deliver again after a delay: (id, token, delay ms) triples (stale ids)."""
         self._retry("retry", topic, items, uncount=False)
 
-    def release(self, topic: str, items: Sequence[tuple[str, str]]) -> None:
-        """Hand back leases of deliveries that never started: due now, attempt not counted."""
-        self._retry("release", topic, [(i, t, 0) for i, t in items], uncount=True)
+    def release(self, topic: str, items: Sequence[tuple[str, str, str]]) -> None:
+        """Hand back leases of deliveries that never started: due now, attempt not counted:
+        (id, token, mark) triples, where a suspect's mark ('!' or '*') stays with it."""
+        self._retry("release", topic, items, uncount=True)
+
+    def solo(self, topic: str, lease_ms: int, timer_id: str, token: str) -> None:
+        """Mark a suspect's delivery as running alone (its new token, or '' if lost)."""
+        k = self._store.keys(topic)
+        self._add("solo", topic, "solo", (k.due, k.lease), (lease_ms, timer_id, token))
 
     def _retry(
-        self, kind: str, topic: str, items: Sequence[tuple[str, str, int]], uncount: bool
+        self, kind: str, topic: str, items: Sequence[tuple[str, str, int | str]], uncount: bool
     ) -> None:
         k = self._store.keys(topic)
         for chunk in chunks(items, defaults.SETTLE_BATCH_MAX):
@@ -196,7 +233,6 @@ class TimerStore:
         self.namespace = namespace
         self.topics_key = f"{namespace}:topics"
         self._keys: dict[str, TopicKeys] = {}
-        self._registered_topics: set[str] = set()
         #: Redis's clock minus this machine's, in ms, as of the last claim.
         self.clock_offset_ms = 0.0
 
@@ -211,8 +247,9 @@ class TimerStore:
             keys = self._keys[topic] = TopicKeys.of(self.namespace, topic)
         return keys
 
-    def batch(self) -> Batch:
-        return Batch(self)
+    def batch(self, claimer: str | None = None) -> Batch:
+        """A batch of operations; its claims are `claimer`'s (a new id when None)."""
+        return Batch(self, claimer)
 
     def schedule(
         self, topic: str, entries: Sequence[ScheduleEntry]
@@ -224,41 +261,71 @@ class TimerStore:
 
     def schedule_many(self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]]) -> set[str]:
         """Write timers of several topics; returns the topics whose earliest timer changed
-        (a wake-up was published). The script does not format the due times here."""
+        (a wake-up was published). The script does not format the due times here.
+
+        Raises WriteFailed, saying which timers were written, when Redis fails part-way.
+        """
         return self._write(entries_by_topic, with_due=False)[0]
 
     def _write(
         self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]], with_due: bool
     ) -> tuple[set[str], dict[str, list[float]]]:
         """A script call per chunk of SCHEDULE_BATCH_MAX timers, SCHEDULE_CALLS_PER_ROUND_TRIP
-        calls per pipelined round trip; the topics woken, and the due ms if `with_due`."""
-        ops = [
-            op
+        calls per pipelined round trip; the topics woken, and the due ms if `with_due`.
+
+        Every chunk is encoded before the first is sent, and each is written whole or not
+        at all (one script call). The first round trip that fails ends the write.
+        """
+        calls = [
+            call
             for topic, entries in entries_by_topic.items()
-            for op in self._schedule_ops(topic, entries, with_due)
+            for call in self._schedule_ops(topic, entries, with_due)
         ]
-        register = self._register(list(entries_by_topic))
         woke: set[str] = set()
+        new_topics: set[str] = set()
         dues: dict[str, list[float]] = {topic: [] for topic in entries_by_topic}
+        written: list[str] = []
         step = defaults.SCHEDULE_CALLS_PER_ROUND_TRIP
-        for start in range(0, len(ops), step):
-            group = ops[start : start + step]
-            replies = self.run(group, register if start == 0 else [])
-            for op, reply in zip(group, replies, strict=False):
+        for start in range(0, len(calls), step):
+            group = calls[start : start + step]
+            try:
+                replies = self.run([op for op, _ids in group], raise_on_error=False)
+            except redis.RedisError as exc:  # no answer: the group may or may not be written
+                sent = [i for _op, ids in group for i in ids]
+                raise WriteFailed(exc, written, _ids_of(calls[start + step :]), sent) from exc
+            refused: Exception | None = None
+            unwritten: list[str] = []
+            for (op, ids), reply in zip(group, replies, strict=True):
+                if isinstance(reply, Exception):
+                    refused = refused or reply
+                    unwritten += ids
+                    continue
+                written += ids
                 if reply[0]:
                     woke.add(op.topic)
+                if reply[2]:
+                    new_topics.add(op.topic)
                 if with_due:
                     dues[op.topic] += [float(d) for d in text(reply[1]).split(",")]
-        self._registered_topics.update(entries_by_topic)
+            if refused is not None:
+                unwritten += _ids_of(calls[start + step :])
+                raise WriteFailed(refused, written, unwritten, []) from refused
+        if new_topics:
+            # Only when a topic had no pending timer: a set of topics written on every call
+            # would cost each set_timer a command, and on a cluster a second node.
+            try:
+                self.client.sadd(self.topics_key, *sorted(new_topics))
+            except redis.RedisError as exc:
+                raise WriteFailed(exc, written, [], []) from exc
         return woke, dues
 
     def _schedule_ops(
         self, topic: str, entries: Sequence[ScheduleEntry], with_due: bool
-    ) -> list[Op]:
+    ) -> list[tuple[Op, list[str]]]:
         k = self.keys(topic)
         keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
         flag = "1" if with_due else "0"
-        ops = []
+        calls = []
         for chunk in chunks(entries, defaults.SCHEDULE_BATCH_MAX):
             records = "\x1e".join(
                 f"{e.timer_id}\x1fat\x1f{e.at_ms!r}\x1f{e.envelope}"
@@ -266,13 +333,11 @@ class TimerStore:
                 else f"{e.timer_id}\x1fin\x1f{float(e.delay_ms or 0)!r}\x1f{e.envelope}"
                 for e in chunk
             )
-            ops.append(Op("schedule", topic, "schedule", keys, (k.wake, records, flag)))
-        return ops
-
-    def _register(self, topics: Sequence[str]) -> list[tuple[Any, ...]]:
-        """The SADD of topics this store has not yet added to the set of topics."""
-        new_topics = [t for t in topics if t not in self._registered_topics]
-        return [("SADD", self.topics_key, *new_topics)] if new_topics else []
+            # Encoded here, before anything is sent: a string that cannot be encoded must
+            # fail the whole call, not a chunk halfway through it.
+            op = Op("schedule", topic, "schedule", keys, (k.wake, records.encode(), flag))
+            calls.append((op, [e.timer_id for e in chunk]))
+        return calls
 
     def cancel(self, topic: str, timer_id: str) -> bool:
         """Remove a timer; True if it existed."""
@@ -281,24 +346,29 @@ class TimerStore:
         return bool(self.run(ops)[0])
 
     def inspect(self, topic: str, timer_id: str) -> StoredTimer | None:
-        """A stored timer and the server's now, read in one MULTI."""
+        """A stored timer and the server's now, read by one script (it works in a full
+        Redis, where a MULTI is refused)."""
         k = self.keys(topic)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.time()
-        pipe.zscore(k.due, timer_id)
-        pipe.hget(k.body, timer_id)
-        pipe.hexists(k.lease, timer_id)
-        pipe.hget(k.attempts, timer_id)
-        (seconds, micros), score, envelope, leased, attempts = pipe.execute()
-        if score is None or envelope is None:
+        op = Op("get", topic, "get", (k.due, k.body, k.lease, k.attempts), (timer_id,))
+        now, score, envelope, leased, attempts = self.run([op])[0]
+        if not score or envelope is None:
             return None
         return StoredTimer(
             envelope=envelope,
             score_ms=float(score),
-            server_now_ms=seconds * 1000 + micros / 1000,
+            server_now_ms=float(now),
             attempts=int(attempts or 0),
             leased=bool(leased),
         )
+
+    def server_time_ms(self) -> float:
+        """The Redis server's clock, in ms since the epoch (one round trip)."""
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) / 1000
+
+    def claim_record_key(self, topic: str, claimer: str) -> str:
+        """Where a claimer's last claim of `topic` is kept, to answer it again (claim.lua)."""
+        return f"{self.keys(topic).seq[:-3]}claim:{claimer}"
 
     def execute(self, batch: Batch) -> list[Any]:
         """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle."""
@@ -311,18 +381,19 @@ class TimerStore:
                 if claim.server_now_ms is not None:
                     self.clock_offset_ms = claim.server_now_ms - received_ms
                 results.append(claim)
+            elif op.kind == "solo":
+                results.append(text(reply))
             else:
                 results.append([text(x) for x in reply])
         return results
 
-    def run(self, ops: Sequence[Op], extra: Sequence[tuple[Any, ...]] = ()) -> list[Any]:
-        """EVALSHA every op (plus plain commands) in one pipeline; load scripts on NOSCRIPT."""
+    def run(self, ops: Sequence[Op], raise_on_error: bool = True) -> list[Any]:
+        """EVALSHA every op in one pipeline; load scripts on NOSCRIPT. With `raise_on_error`
+        false, an op Redis refused has its error as its reply."""
         pipe: Any = self.client.pipeline(transaction=False)
         for op in ops:
             sha = _SCRIPTS[op.script][1]
             pipe.execute_command("EVALSHA", sha, len(op.keys), *op.keys, *op.args)
-        for command in extra:
-            pipe.execute_command(*command)
         replies = pipe.execute(raise_on_error=False)
         missing = [i for i, r in enumerate(replies[: len(ops)]) if isinstance(r, NoScriptError)]
         if missing:
@@ -335,9 +406,10 @@ class TimerStore:
                 retry.execute_command("EVAL", source, len(op.keys), *op.keys, *op.args)
             for i, reply in zip(missing, retry.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        if raise_on_error:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
         return list(replies)
 
     def hold_for_fork(self) -> list[Any]:
@@ -369,16 +441,51 @@ class TimerStore:
 
 def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
     timers = []
-    for item in reply[2:]:
+    for item in reply[3:]:
         raw = item if isinstance(item, bytes) else item.encode()  # lengths count bytes
         token, attempt, due, length, rest = raw.split(b"\x1f", 4)
         size = int(length)
         envelope: bytes | str = rest[size:] if raw is item else rest[size:].decode()
+        mark = ""
+        if not attempt.isdigit():  # a suspect: '!' or '*' after the number
+            attempt, mark = attempt[:-1], attempt[-1:].decode()
         timers.append(
             ClaimedTimer(
-                topic, rest[:size].decode(), token.decode(), int(attempt), float(due), envelope
+                topic, rest[:size].decode(), token.decode(), int(attempt), float(due), envelope,
+                mark,
             )
         )
+    flags = text(reply[2])
     return ClaimResult(
-        timers, float(reply[0]) if reply[0] else None, float(reply[1]) if reply[1] else None
+        timers, float(reply[0]) if reply[0] else None, float(reply[1]) if reply[1] else None,
+        full=True if "F" in flags else False if "M" in flags else None, replayed="R" in flags,
     )
+
+
+def _ids_of(calls: Sequence[tuple[Op, list[str]]]) -> list[str]:
+    return [timer_id for _op, ids in calls for timer_id in ids]
+
+
+def new_claimer_id() -> str:
+    """An id for one claiming worker (a poller, a run_pending call): its claims are kept
+    under a key of their own, so that no other worker's claim overwrites them."""
+    return os.urandom(6).hex()
+
+
+class WriteFailed(Exception):
+    """Redis failed while timers were being written: `written` ids it confirmed,
+    `unwritten` ids it refused or never received, `unconfirmed` ids it received without
+    answering (they may or may not be written). `cause` is Redis's error."""
+
+    def __init__(
+        self,
+        cause: Exception,
+        written: Sequence[str],
+        unwritten: Sequence[str],
+        unconfirmed: Sequence[str],
+    ) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.written = tuple(written)
+        self.unwritten = tuple(unwritten)
+        self.unconfirmed = tuple(unconfirmed)

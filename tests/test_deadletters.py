@@ -1,5 +1,5 @@
 """Dead letters: what a timer that cannot be delivered becomes, and the API that shows,
-requeues and purges them (DESIGN.md "Outcomes of a delivery")."""
+requeues and purges them (the README's table of outcomes)."""
 
 from __future__ import annotations
 
@@ -233,13 +233,15 @@ def test_timer_whose_deliveries_never_reported_back_is_dead_lettered_without_run
     make_scheduler: SchedulerFactory, redis_client: redis.Redis
 ) -> None:
     """Workers that died mid-handler used up the attempts (counted in Redis at each
-    claim): the next claim buries the timer instead of running its handler once more."""
+    claim), the last one running this timer alone (its lease marked '*', as solo.lua
+    does): the next claim buries the timer instead of running its handler once more."""
     router = Router()
     handler = Recorder(redis_client)
     router.handler("jobs", retry=FAST_RETRY)(handler)
     scheduler = make_scheduler(router)
     scheduler.set_timer("jobs", "poison", activate_in=0, timer_id="p")
     redis_client.hset("redistimers:{jobs}:attempts", "p", FAST_RETRY.max_attempts)
+    redis_client.hset("redistimers:{jobs}:lease", "p", "99*")  # the lost delivery's lease
     assert scheduler.run_pending() == 1
     assert handler.calls == []
     (dead,) = scheduler.dead_timers("jobs")

@@ -1,4 +1,4 @@
-"""What becomes of a timer after its handler ran (DESIGN.md "Outcomes of a delivery"),
+"""What becomes of a timer after its handler ran (the README's table of outcomes),
 through the threaded poller and through run_pending."""
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from redistimers import (
     RetryTimer,
     Router,
     TimerScheduler,
+    TimerSpec,
 )
 from redistimers.testing import RedisServer
 
@@ -511,7 +512,7 @@ def test_purge_while_a_handler_runs_counts_it_and_its_ack_brings_nothing_back(
 
 # -- one cluster slot per operation -----------------------------------------------------------
 
-KEY = re.compile(r"^(?P<ns>[^:]+):\{(?P<topic>[^}]+)\}:(?P<kind>\w+)$")
+KEY = re.compile(r"^(?P<ns>[^:]+):\{(?P<topic>[^}]+)\}:(?P<kind>\w+)(:[0-9a-f]+)?$")
 
 
 def _exercise_everything(scheduler: TimerScheduler, worker: TimerScheduler) -> None:
@@ -621,3 +622,20 @@ def test_every_operation_runs_on_a_cluster_node_that_refuses_cross_slot_commands
         recorder.wait_calls(1)
         assert delivering.healthy
     client.close()
+
+
+def test_a_topic_is_listed_again_when_timers_come_back_after_an_external_flushall(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    """Topics are added to the list whenever a write finds them empty, not once per
+    process: a FLUSHALL (or a restore) must not hide a topic until restarts."""
+    scheduler = make_scheduler()
+    scheduler.set_timer("a", 1, activate_in=60)
+    assert scheduler.topics() == ["a"]
+    redis_client.flushall()
+    assert scheduler.topics() == []
+    scheduler.set_timer("a", 1, activate_in=60)
+    assert scheduler.topics() == ["a"]
+    redis_client.flushall()
+    scheduler.set_timers([TimerSpec("a", 1, activate_in=60), TimerSpec("b", 1, activate_in=60)])
+    assert scheduler.topics() == ["a", "b"]

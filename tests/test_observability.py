@@ -492,6 +492,7 @@ def test_every_delivery_level_log_record_carries_topic_timer_id_and_attempt(
     scheduler.set_timer("expiry", "x", activate_in=0, timer_id="obs-expired")
     # As if two workers had died in its handler: this delivery is attempt 3 of 2.
     redis_client.hset("redistimers:{expiry}:attempts", "obs-expired", 2)
+    redis_client.hset("redistimers:{expiry}:lease", "obs-expired", "9*")  # lost, run alone
 
     with scheduler:
         wait_for(lambda: scheduler.metrics().dead_lettered == 3, 10)

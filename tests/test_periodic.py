@@ -22,6 +22,7 @@ from redistimers import (
     RejectTimer,
     RetryPolicy,
     Router,
+    TimerSpec,
 )
 
 from .helpers import (
@@ -437,6 +438,29 @@ def test_cron_every_minute_is_first_due_at_the_next_whole_minute(
     assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
     assert before < info.due_at <= before + dt.timedelta(minutes=1)
     assert info.cron == "* * * * *"
+
+
+@pytest.mark.parametrize("skew", [-120.0, 120.0])
+def test_cron_first_occurrence_comes_from_the_redis_clock_not_this_machines(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch, skew: float,
+) -> None:
+    """A scheduling machine whose clock is two minutes off neither stores a minute already
+    past (fired at once, off the grid) nor skips occurrences."""
+    scheduler = make_scheduler()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + skew)
+    before = server_now(redis_client)
+    scheduler.set_timers([
+        TimerSpec("reports", "r", cron="* * * * *", timer_id="bulk"),
+    ])
+    scheduler.set_timer("reports", "r", cron="* * * * *", timer_id="one")
+    monkeypatch.undo()
+    for timer_id in ("one", "bulk"):
+        info = scheduler.get_timer("reports", timer_id)
+        assert info is not None
+        assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
+        assert before < info.due_at <= before + dt.timedelta(minutes=1), timer_id
 
 
 def test_cron_times_are_read_in_the_given_time_zone(

@@ -145,9 +145,10 @@ def test_every_key_written_carries_the_topic_hash_tag(
     written = sorted(k.decode() for k in redis_client.keys("*"))
     topic_keys = [k for k in written if k != "redistimers:topics"]
     assert "redistimers:topics" in written
-    assert {k.rsplit(":", 1)[1] for k in topic_keys} == {
-        "due", "body", "lease", "attempts", "seq", "dead", "dead_body"
-    }
+    kinds = {k.rsplit(":", 1)[1] for k in topic_keys if ":claim:" not in k}
+    assert kinds == {"due", "body", "lease", "attempts", "seq", "dead", "dead_body"}
+    records = [k for k in topic_keys if ":claim:" in k]  # the claim's record (claim.lua)
+    assert len(records) == 1
     for key in topic_keys:
         assert key.startswith(f"redistimers:{{{topic}}}:")
     assert len({key_slot(k.encode()) for k in topic_keys}) == 1
@@ -583,7 +584,7 @@ def test_release_hands_the_timer_back_without_counting_the_attempt(
 ) -> None:
     store.schedule(TOPIC, [at("a", past)])
     (first,) = claim(store).timers
-    assert settle(store, "release", TOPIC, [("a", first.token)]) == []
+    assert settle(store, "release", TOPIC, [("a", first.token, "")]) == []
     released = state(redis_client, keys, "a")
     assert released["lease"] is None
     assert released["attempts"] is None
@@ -600,7 +601,7 @@ def test_release_after_a_failed_attempt_keeps_that_attempt(
     settle(store, "retry", TOPIC, [("a", first.token, 0)])
     (second,) = claim(store).timers
     assert second.attempt == 2
-    settle(store, "release", TOPIC, [("a", second.token)])
+    settle(store, "release", TOPIC, [("a", second.token, "")])
     assert state(redis_client, keys, "a")["attempts"] == "1"
     (third,) = claim(store).timers
     assert third.attempt == 2
@@ -612,7 +613,7 @@ def test_release_with_a_stale_token_changes_nothing(
     store.schedule(TOPIC, [at("a", past)])
     claim(store)
     before = state(redis_client, keys, "a")
-    assert settle(store, "release", TOPIC, [("a", "0")]) == ["a"]
+    assert settle(store, "release", TOPIC, [("a", "0", "")]) == ["a"]
     assert state(redis_client, keys, "a") == before
 
 

@@ -6,7 +6,9 @@
 -- A timer without a next due time is removed; a periodic one is moved to its next
 -- occurrence with a fresh attempt count (a wake-up is published if one became the
 -- earliest). A timer re-set or cancelled while its handler ran no longer holds that
--- token, so its new version survives. Returns the ids whose token was stale.
+-- token, so its new version survives. Every write that may need memory comes after a
+-- delete, so that acknowledging goes on in a full Redis (Redis refuses only a script's
+-- first write while over maxmemory). Returns the ids whose token was stale.
 local ids, tokens, nexts, done, again, zargs, stale = {}, {}, {}, {}, {}, {}, {}
 local data, pos = ARGV[2], 1
 while pos <= #data do
@@ -37,9 +39,9 @@ if #done > 0 then
   redis.call('HDEL', KEYS[4], unpack(done))
 end
 if #again > 0 then
-  redis.call('ZADD', KEYS[1], unpack(zargs))
   redis.call('HDEL', KEYS[3], unpack(again))
   redis.call('HDEL', KEYS[4], unpack(again))
+  redis.call('ZADD', KEYS[1], unpack(zargs))
   local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
   for i = 1, #again do
     if again[i] == first then

@@ -13,8 +13,10 @@
 -- attempt count and any dead letter of that id are cleared. Publishes a wake-up when
 -- one of them became the earliest.
 -- Returns {1 if a wake-up was published else 0, the due ms of the timers joined by ','
--- (or '' unless asked for: bulk writes skip formatting them)}.
+-- (or '' unless asked for: bulk writes skip formatting them), 1 if the topic had no
+-- pending timer before else 0 (the caller then adds it to the set of topics)}.
 local want_due = ARGV[3] == '1'
+local was_empty = 1 - redis.call('EXISTS', KEYS[1])
 local t = redis.call('TIME')
 local now_ms = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local zargs, bodies, ids, dues = {}, {}, {}, {}
@@ -52,7 +54,7 @@ local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 for i = 1, #ids do
   if ids[i] == first then
     redis.call('PUBLISH', ARGV[1], '1')
-    return {1, table.concat(dues, ',')}
+    return {1, table.concat(dues, ','), was_empty}
   end
 end
-return {0, table.concat(dues, ',')}
+return {0, table.concat(dues, ','), was_empty}
