@@ -290,6 +290,7 @@ class Poller:
         settle(batch, outcomes)
         self._settling = {(timer.topic, timer.timer_id): timer for timer, _ in outcomes}
         self._add_renewals(batch, now)
+        self._take_wakeups()
         if not stopping:
             self._add_isolation(batch, now)
             if not self._isolating(now):
@@ -302,12 +303,15 @@ class Poller:
                 return False
         return not (stopping and not self._running and not self._completed)
 
-    def _add_claims(self, batch: Batch, now: float) -> None:
+    def _take_wakeups(self) -> None:
+        """Topics woken since the last turn are claimed at the next claim."""
         while self._woken:
             topic = self._woken.popleft()
             for name, state in self._topics.items():
                 if topic is None or name == topic:
                     state.next_claim_at = 0.0
+
+    def _add_claims(self, batch: Batch, now: float) -> None:
         probe_full = self._tracker.full
         for topic, state in self._topics.items():
             if state.free > 0 and state.next_claim_at <= now:

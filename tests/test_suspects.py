@@ -169,9 +169,12 @@ def test_the_poller_runs_a_suspect_alone_after_the_handlers_before_it(
         scheduler.set_timer(TOPIC, "suspect", activate_in=0.3, timer_id="x")
         redis_client.hset("redistimers:{jobs}:lease", "x", "7")  # before it is due
         wait_for(lambda: scheduler.metrics().claimed == 2)
-        scheduler.set_timer(TOPIC, "later", activate_in=0, timer_id="l")
-        time.sleep(0.2)
+        cpu = time.process_time()
+        scheduler.set_timer(TOPIC, "later", activate_in=0, timer_id="l")  # a wake-up
+        time.sleep(0.5)
         assert events == ["start slow"]
+        # The wake-up waits for the isolation to end; the poller does not spin meanwhile.
+        assert time.process_time() - cpu < 0.25
         gate.set()
         wait_for(lambda: len(events) == 6)
     assert events[:4] == ["start slow", "end slow", "start suspect", "end suspect"]
