@@ -685,6 +685,36 @@ def test_redis_unreachable_is_503_with_retry_after(serve_api: ServeFactory) -> N
         assert "Redis" in reply.json["error"]
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"payload": {"text": "\ud800"}}, "payload"), ({"headers": {"k": "\ud800"}}, "headers"),
+     ({"correlation_id": "x\ud800"}, "correlation_id"), ({"id": "a\ud800"}, "id")],
+)
+def test_a_string_with_a_lone_surrogate_is_a_400_naming_its_field_and_writes_nothing(
+    api: Api, redis_client: redis.Redis, extra: dict[str, Any], field: str
+) -> None:
+    """JSON can carry "\\ud800", which UTF-8 cannot: not a 500 from a failed encode."""
+    before = redis_state(redis_client)
+    reply = api.call("POST", "/topics/t/timers", {"payload": 1, "in": "1h", **extra})
+    assert (reply.status, reply.json["field"]) == (400, field), reply.raw
+    assert "lone surrogate" in reply.json["error"]
+    assert redis_state(redis_client) == before
+
+
+def test_a_full_redis_is_a_507_and_reading_still_works(api: Api, redis_client: redis.Redis) -> None:
+    create(api, "t", id="a")
+    redis_client.config_set("maxmemory", 1)  # noeviction, Redis's default: full at once
+    try:
+        reply = api.call("POST", "/topics/t/timers", {"payload": 1, "in": "1h", "id": "b"})
+        assert reply.status == 507, reply.raw
+        assert "is full" in reply.json["error"]
+        assert "'b' was not written" in reply.json["error"]
+        assert api.call("GET", "/topics/t/timers/a").status == 200
+        assert api.call("DELETE", "/topics/t/timers/a").status == 204
+    finally:
+        redis_client.config_set("maxmemory", 0)
+
+
 def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     missing = api.call("GET", "/nope")
     assert (missing.status, missing.json["field"]) == (404, None)

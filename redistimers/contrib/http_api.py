@@ -42,7 +42,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import get_sockaddr, select_address_family
 
 from .. import defaults
-from ..errors import ConfigurationError, InvalidTimerError
+from ..errors import ConfigurationError, InvalidTimerError, RedisFullError
 from ..scheduler import TimerScheduler
 from ..validation import check_namespace
 from ._http_json import ApiError, authenticate, error_response, token_digest
@@ -152,6 +152,11 @@ def _blueprint(
     @blueprint.errorhandler(ApiError)
     def refused(exc: ApiError) -> flask.Response:
         return error_response(exc.status, exc.message, exc.field, exc.headers)
+
+    @blueprint.errorhandler(RedisFullError)
+    def full(exc: RedisFullError) -> flask.Response:
+        log.warning("HTTP API: %s", exc)
+        return error_response(507, str(exc))
 
     @blueprint.errorhandler(redis.exceptions.ConnectionError)
     @blueprint.errorhandler(redis.exceptions.TimeoutError)
