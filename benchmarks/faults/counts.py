@@ -62,10 +62,12 @@ def count(
     *,
     periodic: Collection[Key] = (),
     unconfirmed: Collection[Key] = (),
+    refused: Collection[Key] = (),
 ) -> Counts:
     """Counts of one scenario. `scheduled` maps each confirmed timer to the due time the
     harness meant (epoch ms, real clock) when it knows it; `unconfirmed` are timers whose
-    set_timers call failed without saying they were written."""
+    set_timers call failed without saying whether they were written, `refused` those it
+    said were not (one of them firing would make the error a lie)."""
     started: Counter[Key] = Counter()
     completed: Counter[Key] = Counter()
     occurrences: Counter[tuple[str, str, float]] = Counter()
@@ -96,6 +98,7 @@ def count(
     dead_unrun = {key for key in final.dead if not started[key]}
     started_not_done = {key for key in scheduled if started[key] and not completed[key]}
     unconfirmed_fired = {key for key in unconfirmed if completed[key]}
+    refused_fired = {key for key in refused if started[key]}
 
     details: dict[str, Any] = {
         "handler_runs": runs,
@@ -107,6 +110,8 @@ def count(
         "started_never_completed": len(started_not_done),
         "unconfirmed": len(unconfirmed),
         "unconfirmed_fired": len(unconfirmed_fired),
+        "refused": len(refused),
+        "refused_fired": len(refused_fired),
         "extra_runs": sum(completed[key] for key in duplicated if key not in periodic)
         - len([key for key in duplicated if key not in periodic]),
         "lost_sample": _sample(lost),
@@ -140,7 +145,11 @@ def standard_notes(counts: Counts) -> list[str]:
     if counts.early:
         notes.append(f"earliest run {d['max_early_ms']:.1f} ms before due_at")
     if d.get("unconfirmed"):
-        notes.append(f"{d['unconfirmed']} unconfirmed writes ({d['unconfirmed_fired']} fired)")
+        notes.append(f"{d['unconfirmed']} unconfirmed writes (may or may not exist: "
+                     f"{d['unconfirmed_fired']} fired)")
+    if d.get("refused"):
+        notes.append(f"{d['refused']} writes refused ({d['refused_fired']} of them ran, "
+                     "which would make the error a lie)")
     if counts.lost:
         notes.append(f"lost e.g. {', '.join(d['lost_sample'][:3])}")
     return notes

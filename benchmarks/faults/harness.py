@@ -64,6 +64,7 @@ class Context:
         self.cleanups: list[Callable[[], None]] = []
         self.scheduled: dict[Key, float | None] = {}
         self.unconfirmed: set[Key] = set()
+        self.refused: set[Key] = set()  # the library said it did not write them
         self.periodic: set[Key] = set()
         self.notes: list[str] = []
         self.details: dict[str, Any] = {}
@@ -119,8 +120,8 @@ class Context:
     def schedule(self, admin: TimerScheduler, specs: Sequence[TimerSpec],
                  intended: Sequence[float | None] | None = None) -> int:
         """set_timers; the timers Redis confirmed count as scheduled (on an error, those
-        the error says were written); the others are unconfirmed. Returns how many were
-        confirmed; re-raises the error."""
+        the error says were written); of the others, those the error says were not written
+        are refused, the rest unconfirmed. Returns how many were confirmed; re-raises."""
         meant = list(intended) if intended is not None else [None] * len(specs)
         keys = [(spec.topic, str(spec.timer_id)) for spec in specs]
         try:
@@ -131,11 +132,19 @@ class Context:
                 if key[1] in written:
                     self._confirmed(key, due)
                 else:
-                    self.unconfirmed.add(key)
+                    self.failed_write(key, exc)
             raise
         for key, due in zip(keys, meant, strict=True):
             self._confirmed(key, due)
         return len(keys)
+
+    def failed_write(self, key: Key, exc: BaseException) -> None:
+        """A timer whose write raised `exc`: refused if the error says it was not written,
+        else unconfirmed (it may or may not exist)."""
+        if key[1] in set(getattr(exc, "unwritten_ids", ()) or ()):
+            self.refused.add(key)
+        else:
+            self.unconfirmed.add(key)
 
     def _confirmed(self, key: Key, due: float | None) -> None:
         self.scheduled[key] = due
@@ -207,7 +216,7 @@ class Context:
         """The counts of this scenario, from the ledgers and Redis's final state."""
         final = self.final_state(admin, topics)
         self.counts = count(self.scheduled, self.records(), final, periodic=self.periodic,
-                            unconfirmed=self.unconfirmed)
+                            unconfirmed=self.unconfirmed, refused=self.refused)
         return self.counts
 
     def all_notes(self) -> list[str]:

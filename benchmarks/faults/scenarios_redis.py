@@ -58,8 +58,8 @@ def _redis_restart(ctx: Context, fsync: str) -> None:
                  "a SIGKILL of redis-server alone rarely does, as its writes already "
                  "reached the page cache")
     ctx.notes.insert(0, note)
-    ctx.notes.append(f"feeder: {fed['confirmed']} timers confirmed, {fed['failed']} refused "
-                     "during the outage")
+    ctx.notes.append(f"feeder: {fed['confirmed']} timers confirmed, {fed['failed']} not "
+                     "confirmed during the outage")
     ctx.details.update(feeder=fed)
 
 
@@ -139,7 +139,7 @@ def full_redis(ctx: Context) -> None:
         ctx.scheduled[("full", "probe-full")] = now_ms()
         ctx.notes.append("set_timer while full: succeeded")
     except Exception as exc:
-        ctx.unconfirmed.add(("full", "probe-full"))
+        ctx.failed_write(("full", "probe-full"), exc)
         ctx.notes.append(f"set_timer while full raised {_first_line(exc)}")
         ctx.details["set_timer_error"] = {"type": type(exc).__name__,
                                           "mro": [c.__name__ for c in type(exc).__mro__],
@@ -159,7 +159,7 @@ def full_redis(ctx: Context) -> None:
         poll(lambda: admin.stats("full").pending == 0, 5.0)
         ctx.notes.append("set_timer after the worker ran: succeeded")
     except Exception as exc:
-        ctx.unconfirmed.add(("full", "probe-after"))
+        ctx.failed_write(("full", "probe-after"), exc)
         ctx.notes.append(f"set_timer after the worker ran raised {_first_line(exc)}")
     worker.stop()
     ctx.finish(admin, ["full"])
