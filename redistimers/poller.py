@@ -281,12 +281,14 @@ class Poller:
         if stopping and self._suspects:  # never started: hand them back, suspicion kept
             outcomes += [(timer, RELEASE) for timer, _since in self._suspects]
             self._suspects.clear()
+        alone = self._alone
         for timer, outcome in outcomes:
             key = (timer.topic, timer.timer_id, timer.token)
             if self._running.pop(key, None) is not None:
                 self._topics[timer.topic].in_flight -= 1
                 self._metrics.outcome(outcome.kind)
-            self._alone.pop(key, None)
+            if alone:
+                alone.pop(key, None)
         settle(batch, outcomes)
         self._settling = {(timer.topic, timer.timer_id): timer for timer, _ in outcomes}
         self._add_renewals(batch, now)
@@ -442,7 +444,7 @@ class Poller:
         for timer in result.timers:
             state.in_flight += 1
             self._running[(topic, timer.timer_id, timer.token)] = _Running(timer, renew_at)
-            if timer.suspect:
+            if result.suspects and timer.suspect:
                 self._suspects.append((timer, now))
             else:
                 self._pool.submit(partial(self._deliver, timer))

@@ -9,6 +9,7 @@ Redis in one pipelined round trip through `Batch`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,8 @@ class ClaimResult:
     #: Redis had run this very request before (it was sent again after a timeout): these
     #: are the timers it leased then.
     replayed: bool = False
+    #: Some of the timers are suspects (their `mark` says so).
+    suspects: bool = False
 
 
 @attrs.frozen
@@ -154,7 +157,10 @@ class Batch:
         self._store = store
         self.ops: list[Op] = []
         self.claimer = claimer or new_claimer_id()
-        self.request = os.urandom(8).hex()
+        # Unique per claimer, which is all a request id needs to be. (A counter, not
+        # os.urandom: that releases the GIL, and the poller would wait for it to come back
+        # from the handler threads on every round trip.)
+        self.request = str(next(_REQUEST_IDS))
 
     def __bool__(self) -> bool:
         return bool(self.ops)
@@ -441,29 +447,34 @@ class TimerStore:
 
 def _claim_result(topic: str, reply: list[Any]) -> ClaimResult:
     timers = []
-    for item in reply[3:]:
+    for item in reply[4:]:
         raw = item if isinstance(item, bytes) else item.encode()  # lengths count bytes
         token, attempt, due, length, rest = raw.split(b"\x1f", 4)
         size = int(length)
         envelope: bytes | str = rest[size:] if raw is item else rest[size:].decode()
-        mark = ""
-        if not attempt.isdigit():  # a suspect: '!' or '*' after the number
-            attempt, mark = attempt[:-1], attempt[-1:].decode()
         timers.append(
             ClaimedTimer(
-                topic, rest[:size].decode(), token.decode(), int(attempt), float(due), envelope,
-                mark,
+                topic, rest[:size].decode(), token.decode(), int(attempt), float(due), envelope
             )
         )
+    marks = text(reply[3])
+    if marks:  # suspects: "<place><mark>" each, places counted from 1
+        for entry in marks.split(","):
+            place = int(entry[:-1]) - 1
+            timers[place] = timers[place]._replace(mark=entry[-1])
     flags = text(reply[2])
     return ClaimResult(
         timers, float(reply[0]) if reply[0] else None, float(reply[1]) if reply[1] else None,
         full=True if "F" in flags else False if "M" in flags else None, replayed="R" in flags,
+        suspects=bool(marks),
     )
 
 
 def _ids_of(calls: Sequence[tuple[Op, list[str]]]) -> list[str]:
     return [timer_id for _op, ids in calls for timer_id in ids]
+
+
+_REQUEST_IDS = itertools.count(1)
 
 
 def new_claimer_id() -> str:

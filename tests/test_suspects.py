@@ -179,3 +179,22 @@ def test_the_poller_runs_a_suspect_alone_after_the_handlers_before_it(
         wait_for(lambda: len(events) == 6)
     assert events[:4] == ["start slow", "end slow", "start suspect", "end suspect"]
     assert scheduler.metrics().isolated == 1
+
+
+def test_a_claim_run_twice_marks_its_suspects_the_same_both_times(
+    redis_client: redis.Redis,
+) -> None:
+    store = _store(redis_client)
+    store.schedule(TOPIC, [ScheduleEntry(i, ENVELOPE, delay_ms=0) for i in ("a", "b", "c")])
+    _claim(store, lease_ms=1)
+    time.sleep(0.01)
+    store.schedule(TOPIC, [ScheduleEntry("b", ENVELOPE, delay_ms=0)])  # b set again: fresh
+    batch = store.batch()
+    batch.claim(TOPIC, 30_000, 10)
+    (first,) = store.execute(batch)
+    (again,) = store.execute(batch)
+    assert again.replayed
+    assert {t.timer_id: t.mark for t in first.timers} == {"a": "!", "b": "", "c": "!"}
+    assert [(t.timer_id, t.mark, t.token) for t in again.timers] == [
+        (t.timer_id, t.mark, t.token) for t in first.timers
+    ]

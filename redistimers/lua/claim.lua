@@ -18,38 +18,45 @@
 --
 -- Returns {server now ms ('' for an empty topic), score of the earliest timer left ('' if
 --          none), flags ('R': this request had been run before; 'F': Redis is full, 'M':
---          it is not, when the claim wrote or probed), then
---          per timer one string: token, attempt, due ms, the id's length in bytes, each
---          followed by \31, then the id and the envelope}. The attempt ends with '!' when
---          the timer's previous delivery never reported back (its lease ran out), with '*'
---          when that delivery also ran alone (solo.lua). Times are ms since the epoch as
---          decimal strings with microseconds. (One string per timer rather than five: the
---          client parses replies element by element. The id is counted, not delimited, so
---          any id and any envelope come back intact.)
+--          it is not, when the claim wrote or probed), suspects ('' when none: else, for
+--          each timer whose previous delivery never reported back (its lease ran out), its
+--          place among the timers below and '!', or '*' when that delivery also ran alone
+--          (solo.lua), separated by ','), then per timer one string: token, attempt, due
+--          ms, the id's length in bytes, each followed by \31, then the id and the
+--          envelope}. Times are ms since the epoch as decimal strings with microseconds.
+--          (One string per timer rather than five: the client parses replies element by
+--          element. The id is counted, not delimited, so any id and any envelope come back
+--          intact.)
 -- An empty topic costs one command besides the script itself: idle workers that check
 -- many topics now and then keep Redis's load near nothing.
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #head == 0 then return {'', '', ''} end
+if #head == 0 then return {'', '', '', ''} end
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
-local out = {string.format('%.3f', now), '', ''}
+local out = {string.format('%.3f', now), '', '', ''}
+local marks = {}
 local request = ARGV[3]
 local record = redis.call('GET', KEYS[6])
 
 if record and string.sub(record, 1, #request + 1) == request .. '\30' then
   -- Run before: the timers that request leased, those it still holds.
   out[3] = 'R'
+  -- Each entry: id, then the reply's fields (token, attempt, due), then the mark.
   local pos, size = #request + 2, #record
   while pos <= size do
     local stop = string.find(record, '\30', pos, true) or (size + 1)
     local f1 = string.find(record, '\31', pos, true)
     local f2 = string.find(record, '\31', f1 + 1, true)
+    local f4 = string.find(record, '\31', string.find(record, '\31', f2 + 1, true) + 1, true)
     local id = string.sub(record, pos, f1 - 1)
     if redis.call('HGET', KEYS[3], id) == string.sub(record, f1 + 1, f2 - 1) then
       local body = redis.call('HGET', KEYS[2], id)
       if body then
-        out[#out + 1] = string.sub(record, f1 + 1, stop - 1) .. '\31' .. #id .. '\31' .. id
+        out[#out + 1] = string.sub(record, f1 + 1, f4 - 1) .. '\31' .. #id .. '\31' .. id
           .. body
+        if f4 + 1 < stop then
+          marks[#marks + 1] = (#out - 4) .. string.sub(record, f4 + 1, stop - 1)
+        end
       end
     end
     pos = stop + 1
@@ -88,6 +95,7 @@ else
         local mark = ''
         if held[i] then
           if string.sub(held[i], -1) == '*' then mark = '*' else mark = '!' end
+          marks[#marks + 1] = (#out - 3) .. mark
         end
         zargs[#zargs + 1] = expiry
         zargs[#zargs + 1] = id
@@ -95,8 +103,8 @@ else
         leases[#leases + 1] = token
         attempts[#attempts + 1] = id
         attempts[#attempts + 1] = attempt
-        local fields = token .. '\31' .. attempt .. mark .. '\31' .. due[2 * i]
-        records[#records + 1] = id .. '\31' .. fields
+        local fields = token .. '\31' .. attempt .. '\31' .. due[2 * i]
+        records[#records + 1] = id .. '\31' .. fields .. '\31' .. mark
         out[#out + 1] = fields .. '\31' .. #id .. '\31' .. id .. bodies[i]
       else
         orphans[#orphans + 1] = id
@@ -127,4 +135,5 @@ else
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then out[2] = first[2] end
+out[4] = table.concat(marks, ',')
 return out
