@@ -133,7 +133,8 @@ class TimerScheduler(TimerAdmin):
         check that it answers; RedisUnavailableError names host and port when it does not.
 
         `retry` and `max_poll_interval` go to the scheduler; other keyword arguments go
-        to `redis.Redis.from_url`.
+        to `redis.Redis.from_url`, with a socket timeout of REDIS_SOCKET_TIMEOUT and TCP
+        keepalive unless given (a silent connection is then reopened, not waited on).
         """
         scheduler_options = {
             key: options.pop(key)
@@ -227,7 +228,10 @@ class TimerScheduler(TimerAdmin):
         try:
             woke = self._store.schedule_many(by_topic)
         except WriteFailed as failure:
-            raise self._write_error(failure, by_topic) from failure.cause
+            error = self._write_error(failure, by_topic)
+            if error is failure.cause:  # not Redis being gone or full: as Redis said it
+                raise error from None
+            raise error from failure.cause
         self._wake_locally(woke)
 
     def _write_error(
@@ -327,8 +331,10 @@ class TimerScheduler(TimerAdmin):
 
     @property
     def healthy(self) -> bool:
-        """False while Redis cannot be reached, when a started scheduler's threads are gone,
-        or in a forked child whose parent had started this scheduler (call start() there).
+        """False while this scheduler's worker threads find Redis unreachable, stalled or
+        full (over maxmemory), when a started scheduler's threads are gone, or in a forked
+        child whose parent had started this scheduler (call start() there). The errors of
+        calls such as set_timer are raised to their callers and do not change it.
         """
         if self._lost_to_fork:
             return False
