@@ -22,12 +22,17 @@ from flask import Flask, current_app, g
 from redistimers import (
     ConfigurationError,
     Delivery,
+    InvalidHandlerError,
     PayloadTypeError,
+    RedisTimersError,
+    RedisUnavailableError,
     RetryPolicy,
     Router,
+    SchedulerStateError,
     TimerScheduler,
 )
 from redistimers.contrib.flask import Timers
+from redistimers.testing import RedisServer
 from tests.helpers import redistimers_threads, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,31 +150,68 @@ def test_missing_url_is_a_configuration_error_at_init_app() -> None:
         ("REDISTIMERS_MAX_POLL_INTERVAL", 0, "REDISTIMERS_MAX_POLL_INTERVAL must be > 0"),
         ("REDISTIMERS_RUN_IN_WEB", "maybe", "REDISTIMERS_RUN_IN_WEB must be a bool"),
         ("REDISTIMERS_REDIS_OPTIONS", "ssl=1", "REDISTIMERS_REDIS_OPTIONS must be a dict"),
+        ("REDISTIMERS_URL", "http://localhost:6379", r"REDISTIMERS_URL 'http://localhost:6379' "
+         r"is not a Redis URL.*redis://"),
+        ("REDISTIMERS_URL", "redis://:s3cret@localhost:63x9/0", r"'redis://:\*\*\*@localhost:63x9/0'"
+         r" is not a Redis URL.*Port"),
+        ("REDISTIMERS_URL", "redis://localhost?socket_timeout=soon", "socket_timeout"),
+        ("REDISTIMERS_REDIS_OPTIONS", {"sokcet_timeout": 1}, r"REDISTIMERS_REDIS_OPTIONS.*sokcet"),
+        ("REDISTIMERS_REDIS_OPTIONS", {1: 2}, "keys must be keyword names"),
+        ("REDISTIMERS_REDIS_OPTIONS", {"retry": None}, r"not set 'retry'.*REDISTIMERS_RETRY"),
+        ("REDISTIMERS_REDIS_OPTIONS", {"namespace": "x"}, "REDISTIMERS_NAMESPACE"),
+        ("REDISTIMERS_REDIS_OPTIONS", {"single_connection_client": True},
+         r"not set 'single_connection_client'.*connects"),
     ],
-    ids=["namespace", "retry", "max_poll_interval", "run_in_web", "redis_options"],
+    ids=["namespace", "retry", "max_poll_interval", "run_in_web", "redis_options", "url_scheme",
+         "url_port", "url_query", "unknown_option", "option_key", "scheduler_option",
+         "namespace_option", "eager_option"],
 )
 def test_invalid_settings_are_refused_at_init_app(
     redis_url: str, key: str, value: object, message: str
 ) -> None:
     app = Flask("bad_config")
-    app.config.update(REDISTIMERS_URL=redis_url, **{key: value})
-    with pytest.raises(ConfigurationError, match=message):
+    app.config.update({"REDISTIMERS_URL": redis_url, key: value})
+    with pytest.raises(ConfigurationError, match=message) as caught:
         Timers().init_app(app)
+    assert "s3cret" not in str(caught.value)  # a password is never repeated
+    assert "redistimers" not in app.extensions
 
 
-def test_scheduler_needs_an_app(make_app: AppFactory) -> None:
+def test_scheduler_needs_an_app_initialised_with_this_extension(make_app: AppFactory) -> None:
     timers = Timers()
-    make_app(timers)
-    with pytest.raises(RuntimeError, match="application context"):
+    app = make_app(timers)
+    # SchedulerStateError is a RedisTimersError and a RuntimeError: both excepts catch it.
+    with pytest.raises(SchedulerStateError, match=r"application context.*get_scheduler\(app\)"):
         timers.set_timer("t", 1, activate_in=1)
-    with Flask("other").app_context(), pytest.raises(RuntimeError, match="init_app"):
+    with pytest.raises(SchedulerStateError, match="application context"):
+        timers.scheduler  # noqa: B018
+    with Flask("other").app_context(), pytest.raises(
+        SchedulerStateError, match=r"not initialised on app 'other': call timers.init_app\(app\)"
+    ):
         timers.set_timer("t", 1, activate_in=1)
+    with app.app_context(), pytest.raises(SchedulerStateError, match="another Timers extension"):
+        Timers().stats()
+    with pytest.raises(ConfigurationError, match="expected a Flask app, got str"):
+        timers.get_scheduler("web_app")  # type: ignore[arg-type]
+    assert issubclass(SchedulerStateError, RuntimeError)
+    assert issubclass(SchedulerStateError, RedisTimersError)
 
 
 def test_init_app_twice_on_one_app_is_refused(make_app: AppFactory) -> None:
-    app = make_app(Timers())
-    with pytest.raises(RuntimeError, match="already initialised"):
+    timers = Timers()
+    app = make_app(timers)
+    with pytest.raises(SchedulerStateError, match=r"already initialised on app 'web_app'.*once"):
         Timers().init_app(app)
+    with pytest.raises(SchedulerStateError, match="already initialised"):
+        timers.init_app(app)
+    assert app.extensions["redistimers"].extension is timers
+
+
+def test_init_app_needs_a_flask_app() -> None:
+    with pytest.raises(ConfigurationError, match="expected a Flask app, got dict"):
+        Timers({"REDISTIMERS_URL": "redis://localhost"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="expected a Flask app, got NoneType"):
+        Timers().init_app(None)  # type: ignore[arg-type]
 
 
 # -- scheduling from requests ------------------------------------------------------------
@@ -332,6 +374,42 @@ def test_handlers_are_registered_before_the_scheduler_is_created(make_app: AppFa
         timers.handler("late")
     with pytest.raises(ConfigurationError, match="before the scheduler is first used"):
         timers.include_router(Router())
+
+
+def test_async_generator_and_payloadless_handlers_are_refused_at_registration(
+    make_app: AppFactory,
+) -> None:
+    timers = Timers()
+
+    async def pinged(payload: int) -> None: ...
+
+    def pings(payload: int) -> Iterator[int]:
+        yield payload
+
+    def no_payload() -> None: ...
+
+    with pytest.raises(InvalidHandlerError, match=r"pinged' of topic 'a' is an async function"):
+        timers.handler("a")(pinged)
+    with pytest.raises(InvalidHandlerError, match=r"pings' of topic 'g' is a generator function"):
+        timers.handler("g")(pings)
+    with pytest.raises(InvalidHandlerError, match=r"no_payload' of topic 'n' cannot be called"):
+        timers.handler("n")(no_payload)
+    assert issubclass(InvalidHandlerError, ConfigurationError)
+    assert issubclass(InvalidHandlerError, TypeError)
+    with pytest.raises(ConfigurationError, match=r"@timers.handler\(\"topic\"\)"):
+        timers.handler(pinged)  # type: ignore[arg-type]  # the decorator without its topic
+
+    @timers.handler("a")  # the refused topics are free, and registration still open
+    def ping(payload: int) -> None:
+        seen.append((current_app.name, payload))
+
+    seen: list[tuple[str, int]] = []
+    assert timers.topics_handled == ["a"]
+    app = make_app(timers, name="checked")
+    scheduler = timers.get_scheduler(app)  # the app-context wrapper of each handler is
+    scheduler.set_timer("a", 5, activate_in=0)  # accepted by the scheduler's router
+    assert scheduler.run_pending() == 1
+    assert seen == [("checked", 5)]
 
 
 # -- the in-process mode -----------------------------------------------------------------

@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     ) from exc
 
 from .. import defaults
-from ..errors import ConfigurationError, RedisTimersError
+from ..errors import ConfigurationError, RedisTimersError, SchedulerStateError
 from ..retry import RetryPolicy
 from ..router import HandlerSpec, Router, merge_routers
 from ..scheduler import TimerScheduler
@@ -52,7 +52,7 @@ from .flask_settings import TimersSettings
 from .flask_state import EXTENSION_KEY as EXTENSION_KEY
 from .flask_state import _AppState as _AppState
 from .flask_state import app_state as app_state
-from .flask_state import scheduler_created
+from .flask_state import check_app, scheduler_created
 
 __all__ = ["Timers", "TimersSettings"]
 
@@ -109,11 +109,16 @@ class Timers:
     # -- set-up ---------------------------------------------------------------------------
 
     def init_app(self, app: Flask) -> None:
-        """Read and check the app's ``REDISTIMERS_*`` settings (ConfigurationError when
-        ``REDISTIMERS_URL`` is missing), add ``flask redistimers``, and in the in-process
-        mode start delivering before the first request of each process."""
+        """Read and check the app's ``REDISTIMERS_*`` settings (ConfigurationError names
+        a missing or wrong one), add ``flask redistimers``, and in the in-process mode
+        start delivering before the first request of each process. It does not connect
+        to Redis, so the app boots while Redis is down."""
+        check_app(app)
         if EXTENSION_KEY in app.extensions:
-            raise RuntimeError(f"redistimers is already initialised on app {app.name!r}")
+            raise SchedulerStateError(
+                f"redistimers is already initialised on app {app.name!r}: call init_app "
+                "once per app, with one Timers extension (register every handler on it)"
+            )
         settings = TimersSettings.from_config(app.config)
         app.extensions[EXTENSION_KEY] = _AppState(self, app, settings)
         app.cli.add_command(self.cli)
@@ -130,7 +135,14 @@ class Timers:
         retry: RetryPolicy | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as `topic`'s handler, like `Router.handler`;
-        it runs inside ``app.app_context()`` of the app whose scheduler delivers it."""
+        it runs inside ``app.app_context()`` of the app whose scheduler delivers it.
+        InvalidHandlerError for a function the handler threads cannot run (async def, a
+        generator function, or one that cannot take the payload)."""
+        if callable(topic):  # @timers.handler without its parentheses
+            raise ConfigurationError(
+                "timers.handler takes the topic first: write @timers.handler(\"topic\"), "
+                f"not @timers.handler above {getattr(topic, '__qualname__', topic)!r}"
+            )
         self._check_open()
         if any(topic in router for router in self._included):
             raise ConfigurationError(f"topic {topic!r} already has a handler in an included router")
@@ -151,6 +163,7 @@ class Timers:
         self._included.append(router)
 
     def _check_open(self) -> None:
+        """Refuse a handler the apps' schedulers, already created, would never deliver."""
         if scheduler_created(self):
             raise ConfigurationError(
                 "register timer handlers before the scheduler is first used: it has been "
@@ -159,7 +172,8 @@ class Timers:
 
     def _router_for(self, app: Flask, concurrency: int | None = None) -> Router:
         """A router of every handler, each wrapped to run in `app`'s context (and at most
-        `concurrency` at once, when given)."""
+        `concurrency` at once, when given). Each was checked, unwrapped, when registered:
+        the wrapper is a plain function, so an async one would pass the check here."""
         router = Router()
         specs: list[HandlerSpec] = list(merge_routers([self._router, *self._included]).values())
         for spec in specs:
@@ -180,26 +194,30 @@ class Timers:
     # -- the scheduler --------------------------------------------------------------------
 
     def _state(self, app: Flask | None) -> _AppState:
+        """This extension's state of `app`, else of the current app, else of the app
+        given to ``Timers(app)``; SchedulerStateError saying what to do when none fits."""
         if app is None:
             if has_app_context():
                 app = current_app._get_current_object()  # type: ignore[attr-defined]
             elif self._app is not None:
                 app = self._app
             else:
-                raise RuntimeError(
-                    "no Flask app: use timers inside an application context "
-                    "(a request, a CLI command, `with app.app_context():`) or pass app="
+                raise SchedulerStateError(
+                    "no Flask app: use timers inside an application context (a request, "
+                    "a CLI command, `with app.app_context():`) or pass the app "
+                    "(timers.get_scheduler(app))"
                 )
         state = app_state(app)
         if state.extension is not self:
-            raise RuntimeError(
-                f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app)"
+            raise SchedulerStateError(
+                f"app {app.name!r} was initialised with another Timers extension: use that "
+                "one with this app, or create the app without it and call timers.init_app(app)"
             )
         return state
 
     def get_scheduler(self, app: Flask | None = None) -> TimerScheduler:
         """The scheduler of `app` (default: the current app, else the one given to
-        ``Timers(app)``), connected to Redis on first use."""
+        ``Timers(app)``), created on first use; it connects to Redis at its first call."""
         return self._state(app).scheduler
 
     @property
@@ -214,7 +232,8 @@ class Timers:
     def start_in_process(self, app: Flask | None = None) -> bool:
         """Deliver in this process from now on (idempotent; True if this call started).
         The in-process mode calls it before each request; call it from gunicorn's
-        ``post_worker_init`` hook to start without waiting for a request."""
+        ``post_worker_init`` hook to start without waiting for a request. Returns at
+        once while Redis is down: the scheduler's threads wait for it."""
         return self._state(app).start_here()
 
     def stop_in_process(self, app: Flask | None = None, timeout: float | None = None) -> bool:
@@ -222,13 +241,18 @@ class Timers:
         return self._state(app).stop_here(timeout)
 
     def _start_before_request(self) -> None:
+        """The in-process mode's start, once per process; the request is served whatever
+        happens (a Redis that is down is waited for by the scheduler's threads)."""
         state = self._state(None)
         if state.started_pid == os.getpid():
             return
         try:
             state.start_here()
         except RedisTimersError as exc:  # the request goes on; the next one tries again
-            log.error("could not start the timer scheduler in process %d: %s", os.getpid(), exc)
+            log.error(
+                "could not start the timer scheduler in process %d: %s; the next request "
+                "tries again", os.getpid(), exc,
+            )
 
     # -- the scheduler's methods, on the current app's scheduler --------------------------
 

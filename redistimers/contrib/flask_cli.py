@@ -167,7 +167,7 @@ def _worker_command() -> click.Command:
             )
         timeout = state.settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         try:
-            scheduler = state.connect(concurrency)
+            scheduler = state.create_scheduler(concurrency)
             click.echo(
                 f"redistimers worker {os.getpid()}: delivering {scheduler.topics_handled} "
                 f"of app {current_app.name!r}",

@@ -4,10 +4,12 @@ checked into a `TimersSettings` (strings accepted where environment variables gi
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
+import redis
 
 from .. import defaults
 from ..errors import ConfigurationError, InvalidTimerError
@@ -16,6 +18,25 @@ from ..validation import check_namespace, seconds_of
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+
+#: Keywords REDISTIMERS_REDIS_OPTIONS must not hold, and why. `TimerScheduler.from_url`
+#: keeps the first ones for the scheduler (or takes them itself) instead of passing them
+#: to redis-py, so they would not do what their redis-py namesakes do.
+_REFUSED_OPTIONS = {
+    "url": "use REDISTIMERS_URL",
+    "namespace": "use REDISTIMERS_NAMESPACE",
+    "routers": "register handlers with @timers.handler or timers.include_router",
+    "retry": "the scheduler would take it as its RetryPolicy: use REDISTIMERS_RETRY",
+    "max_poll_interval": "use REDISTIMERS_MAX_POLL_INTERVAL",
+    "on_success": "it is a TimerScheduler argument, not a redis-py one",
+    "on_failure": "it is a TimerScheduler argument, not a redis-py one",
+    "on_dead": "it is a TimerScheduler argument, not a redis-py one",
+    "max_payload_bytes": "it is a TimerScheduler argument, not a redis-py one",
+    "single_connection_client": (
+        "it connects when the scheduler is created (the app could not boot while Redis is "
+        "down) and makes every thread wait for one connection"
+    ),
+}
 
 
 def _flag(name: str, value: object) -> bool:
@@ -42,6 +63,65 @@ def _seconds(name: str, value: object, minimum: float, inclusive: bool) -> float
     return seconds
 
 
+def _redacted(url: str) -> str:
+    """`url` with its password, if any, replaced by ``***``: fit for an error message."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _redis_options(value: object) -> dict[str, Any]:
+    """REDISTIMERS_REDIS_OPTIONS: a mapping of redis-py keywords, none that the scheduler
+    would take for itself."""
+    if value is None or value == "":  # unset, or an empty environment variable
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            "REDISTIMERS_REDIS_OPTIONS must be a dict of redis.Redis.from_url keyword "
+            f"arguments, got {type(value).__name__}"
+        )
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigurationError(
+                f"REDISTIMERS_REDIS_OPTIONS keys must be keyword names (str), got {key!r}"
+            )
+        if key in _REFUSED_OPTIONS:
+            raise ConfigurationError(
+                f"REDISTIMERS_REDIS_OPTIONS must not set {key!r}: {_REFUSED_OPTIONS[key]}"
+            )
+    return dict(value)
+
+
+def _check_client(url: str, options: Mapping[str, Any]) -> None:
+    """Build, without connecting, the connection redis-py would open for `url` and
+    `options`, so that a malformed URL or an unknown keyword is refused at ``init_app``,
+    not at the first call (redis-py only builds connections then)."""
+    try:
+        client = redis.Redis.from_url(url, **options)
+    except ValueError as exc:  # scheme, port, or a query-string option
+        raise ConfigurationError(
+            f"REDISTIMERS_URL {_redacted(url)!r} is not a Redis URL: {exc} "
+            "(e.g. 'redis://localhost:6379/0', 'rediss://...' or 'unix:///path/redis.sock')"
+        ) from exc
+    except TypeError as exc:
+        raise ConfigurationError(f"REDISTIMERS_REDIS_OPTIONS: {exc}") from exc
+    pool = client.connection_pool
+    try:
+        pool.connection_class(**pool.connection_kwargs)  # what the pool does, minus connect
+    except (TypeError, ValueError, redis.exceptions.RedisError) as exc:
+        culprit = "REDISTIMERS_REDIS_OPTIONS (redis.Redis.from_url keyword arguments)"
+        raise ConfigurationError(
+            f"{culprit if options else f'REDISTIMERS_URL {_redacted(url)!r}'}: {exc}"
+        ) from exc
+    finally:
+        client.close()
+
+
 @attrs.frozen
 class TimersSettings:
     """The ``REDISTIMERS_*`` settings of one app, read and checked by `init_app`."""
@@ -56,6 +136,8 @@ class TimersSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TimersSettings:
+        """The settings of `config`, checked without connecting to Redis (an app boots
+        while Redis is down); ConfigurationError names the first setting that is wrong."""
         url = config.get("REDISTIMERS_URL")
         if not isinstance(url, str) or not url.strip():
             raise ConfigurationError(
@@ -72,14 +154,11 @@ class TimersSettings:
             raise ConfigurationError(
                 f"REDISTIMERS_RETRY must be a redistimers.RetryPolicy, got {type(retry).__name__}"
             )
-        redis_options = config.get("REDISTIMERS_REDIS_OPTIONS") or {}
-        if not isinstance(redis_options, Mapping):
-            raise ConfigurationError(
-                "REDISTIMERS_REDIS_OPTIONS must be a dict of redis.Redis.from_url keyword "
-                f"arguments, got {type(redis_options).__name__}"
-            )
+        redis_options = _redis_options(config.get("REDISTIMERS_REDIS_OPTIONS"))
+        url = url.strip()
+        _check_client(url, redis_options)
         return cls(
-            url=url.strip(),
+            url=url,
             namespace=namespace,
             retry=retry,
             max_poll_interval=_seconds(
@@ -95,5 +174,5 @@ class TimersSettings:
                 0.0,
                 inclusive=True,
             ),
-            redis_options=dict(redis_options),
+            redis_options=redis_options,
         )

@@ -1,6 +1,9 @@
 """What the Flask extension keeps per app: its settings and its scheduler, created on first
 use; and the in-process mode's start and stop of that scheduler in this very process (never
-trusting a start inherited through fork; stopped gracefully at exit)."""
+trusting a start inherited through fork; stopped gracefully at exit).
+
+Nothing here connects to Redis: the scheduler's client connects at its first call, so an
+app boots, and serves requests that do not schedule, while Redis is down."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigurationError, SchedulerStateError
 from ..scheduler import TimerScheduler
 
 if TYPE_CHECKING:
@@ -38,14 +42,15 @@ class _AppState:
 
     @property
     def scheduler(self) -> TimerScheduler:
-        """The app's scheduler, connected on first use (RedisUnavailableError if Redis
-        does not answer; the next use tries again)."""
+        """The app's scheduler, created on first use. Creating it does not connect: its
+        calls do, and raise RedisUnavailableError while Redis is down."""
         scheduler = self._scheduler
-        return scheduler if scheduler is not None else self.connect()
+        return scheduler if scheduler is not None else self.create_scheduler()
 
-    def connect(self, concurrency: int | None = None) -> TimerScheduler:
+    def create_scheduler(self, concurrency: int | None = None) -> TimerScheduler:
         """The app's scheduler, created now unless it exists; with `concurrency` (the
-        worker's ``--concurrency``), a new one whose handlers run that many at once."""
+        worker's ``--concurrency``), a new one whose handlers run that many at once.
+        Neither connects to Redis."""
         with self.lock:
             if self._scheduler is not None and concurrency is None:
                 return self._scheduler
@@ -64,12 +69,14 @@ class _AppState:
 
     @property
     def created(self) -> bool:
+        """Whether the app's scheduler exists (its handlers are then fixed)."""
         return self._scheduler is not None
 
     def start_here(self) -> bool:
         """Start the scheduler in this process unless it already runs here; True if this
         call started it. A start inherited through fork (say, in a gunicorn master before
-        it forked its workers) is never trusted: the pid must be this process's."""
+        it forked its workers) is never trusted: the pid must be this process's. Returns
+        at once even while Redis is down: the scheduler's threads wait for it."""
         pid = os.getpid()
         if self.started_pid == pid and self._scheduler is not None and self._scheduler.running:
             return False
@@ -94,6 +101,7 @@ class _AppState:
         return scheduler.stop(self.settings.shutdown_timeout if timeout is None else timeout)
 
     def after_fork_in_child(self) -> None:
+        """Replace the lock, which a thread the child does not have may have held."""
         self.lock = threading.Lock()  # a thread of the parent may have held it
 
 
@@ -131,12 +139,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def check_app(app: object) -> Flask:
+    """`app`, if it is a Flask app; ConfigurationError naming what it is otherwise."""
+    from flask import Flask
+
+    if not isinstance(app, Flask):
+        raise ConfigurationError(f"expected a Flask app, got {type(app).__name__}")
+    return app
+
+
 def app_state(app: Flask) -> _AppState:
-    """The extension's state of `app`; RuntimeError when `init_app` was not called."""
-    state = app.extensions.get(EXTENSION_KEY)
+    """The extension's state of `app`; SchedulerStateError when `init_app` was not called."""
+    state = check_app(app).extensions.get(EXTENSION_KEY)
     if not isinstance(state, _AppState):
-        raise RuntimeError(
-            f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app)"
+        raise SchedulerStateError(
+            f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app) "
+            "in the app factory before using timers with this app"
         )
     return state
 
