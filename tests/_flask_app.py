@@ -6,7 +6,9 @@ becomes ``app.config["REDISTIMERS_URL"]``).
     flask --app tests._flask_app:app redistimers worker
 
 - ``POST /schedule`` schedules a timer on topic ``pings``, due at once; it answers with
-  the timer id, the pid of the web process and whether its scheduler runs there.
+  the timer id, the pid of the web process and whether its scheduler runs there; while
+  Redis cannot be reached, 503 with ``Retry-After`` and the error.
+- ``GET /health`` answers without Redis: the app boots and serves while Redis is down.
 - The handler of ``pings`` RPUSHes ``"<pid> <timer id> <attempt> <app name>"`` to the
   Redis list ``$TEST_PREFIX:delivered`` (outside the redistimers namespace).
 
@@ -23,9 +25,9 @@ import os
 import threading
 
 import redis
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
 
-from redistimers import Delivery
+from redistimers import Delivery, RedisUnavailableError
 from redistimers.contrib.flask import Timers
 from tests._process_helpers import exit_with_parent
 
@@ -67,6 +69,10 @@ def create_app() -> Flask:
     @app.get("/health")
     def health() -> object:
         return jsonify(pid=os.getpid())
+
+    @app.errorhandler(RedisUnavailableError)
+    def redis_down(exc: RedisUnavailableError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify(error=str(exc), pid=os.getpid()), 503, {"Retry-After": "1"}
 
     return app
 

@@ -47,6 +47,16 @@ class Reminder:
 AppFactory = Callable[..., Flask]
 
 
+def _closed_port() -> int:
+    """A local port nothing listens on (free a moment ago)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 @pytest.fixture
 def make_app(redis_client: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
     """Flask apps configured for the session's Redis (namespace "web"); at teardown every
@@ -466,38 +476,104 @@ def test_in_process_mode_starts_once_per_process_on_the_first_request_and_delive
     assert len(_started_records(caplog)) == 2
 
 
-def test_in_process_mode_serves_requests_while_redis_is_unreachable(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    timers = Timers()
+@pytest.fixture
+def down_redis() -> Iterator[RedisServer]:
+    """A redis-server on a free port, not started: nothing listens there until the test
+    calls start(). Closed at teardown."""
+    server = RedisServer(port=_closed_port())
+    try:
+        yield server
+    finally:
+        server.close()
 
-    @timers.handler("never")
-    def never(payload: object) -> None: ...
 
-    app = Flask("no_redis")
-    closed_port = _closed_port()
-    app.config.update(
-        REDISTIMERS_URL=f"redis://127.0.0.1:{closed_port}/0", REDISTIMERS_RUN_IN_WEB=True
-    )
+def _redis_down_app(timers: Timers, server: RedisServer, **config: Any) -> Flask:
+    """An app of `server` (maybe down): ``GET /health`` needs no Redis, ``POST /ping``
+    schedules, and RedisUnavailableError is a 503 (as README's example does)."""
+    app = Flask("down_app")
+    app.config.update(REDISTIMERS_URL=server.url, REDISTIMERS_NAMESPACE="down", **config)
     timers.init_app(app)
     app.get("/health")(lambda: "ok")
 
-    response = app.test_client().get("/health")
-    assert (response.status_code, response.text) == (200, "ok")
-    messages = [r.getMessage() for r in caplog.records]
-    assert any(
-        "could not start the timer scheduler" in m and str(closed_port) in m for m in messages
-    ), messages
-    assert app.extensions["redistimers"].started_pid is None
+    @app.post("/ping")
+    def ping() -> dict[str, object]:
+        return {"timer_id": timers.set_timer("pings", 1, activate_in=0),
+                "running": timers.scheduler.running}
+
+    @app.errorhandler(RedisUnavailableError)
+    def redis_down(exc: RedisUnavailableError) -> tuple[str, int]:
+        return str(exc), 503
+
+    return app
 
 
-def _closed_port() -> int:
-    import socket
+def test_the_app_boots_and_serves_while_redis_is_down_and_schedules_once_it_is_up(
+    down_redis: RedisServer,
+) -> None:
+    timers = Timers()
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    @timers.handler("pings")
+    def ping(payload: int) -> None: ...
+
+    threads_before = redistimers_threads()
+    app = _redis_down_app(timers, down_redis)  # init_app does not connect
+    client = app.test_client()
+    health = client.get("/health")
+    assert (health.status_code, health.text) == (200, "ok")
+    down = client.post("/ping")
+    assert down.status_code == 503
+    assert f"cannot reach Redis at 127.0.0.1:{down_redis.port}" in down.text
+    assert not timers.get_scheduler(app).running
+    assert redistimers_threads() == threads_before  # nothing started in the background
+
+    down_redis.start()
+    up = client.post("/ping")  # the same process, the same scheduler: nothing to restart
+    assert up.status_code == 200, up.text
+    timer = timers.get_scheduler(app).get_timer("pings", up.get_json()["timer_id"])
+    assert timer is not None
+    assert timer.payload == 1
+
+
+def test_in_process_mode_serves_requests_while_redis_is_down_and_delivers_once_it_is_up(
+    down_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    delivered: list[tuple[str, str]] = []
+    timers = Timers()
+
+    @timers.handler("pings")
+    def ping(payload: int, delivery: Delivery) -> None:
+        delivered.append((current_app.name, delivery.timer_id))
+
+    app = _redis_down_app(timers, down_redis, REDISTIMERS_RUN_IN_WEB=True)
+    client = app.test_client()
+    try:
+        health = client.get("/health")  # the first request starts the scheduler...
+        assert (health.status_code, health.text) == (200, "ok")  # ...and is served at once
+        state = app.extensions["redistimers"]
+        assert state.started_pid == os.getpid()
+        assert state.scheduler.running
+        assert not any("could not start" in r.getMessage() for r in caplog.records)
+        where = f"127.0.0.1:{down_redis.port}"
+
+        def waiting() -> list[str]:
+            return [m for r in caplog.records if "waiting for Redis" in (m := r.getMessage())]
+
+        wait_for(waiting, DEADLINE)  # its threads wait in the background
+        assert where in waiting()[0]
+        assert client.post("/ping").status_code == 503
+        assert client.get("/health").status_code == 200
+
+        down_redis.start()
+        answer = client.post("/ping")
+        assert answer.status_code == 200, answer.text
+        assert answer.get_json()["running"] is True
+        wait_for(lambda: delivered, DEADLINE)
+        assert delivered == [("down_app", answer.get_json()["timer_id"])]
+        assert len(waiting()) == 1, waiting()  # one line for the whole wait
+        assert len(_started_records(caplog)) == 1
+    finally:
+        assert timers.stop_in_process(app, timeout=5)
 
 
 @pytest.mark.slow
@@ -593,6 +669,35 @@ def test_cli_worker_delivers_with_the_apps_handlers_and_concurrency_until_stoppe
     assert not thread.is_alive()
     assert results[0].exit_code == 0, results[0].output
     assert running == ["hi"] * 5
+
+
+def test_cli_worker_with_wrong_credentials_exits_saying_so() -> None:
+    timers = Timers()
+
+    @timers.handler("pings")
+    def ping(payload: object) -> None: ...
+
+    with RedisServer() as url:
+        with redis.Redis.from_url(url) as admin:
+            admin.acl_setuser("timers", enabled=True, passwords=["+s3cret"], keys=["*"],
+                              commands=["+@all"])
+        app = Flask("wrong_password")
+        app.config["REDISTIMERS_URL"] = url.replace("redis://", "redis://timers:wrong@")
+        timers.init_app(app)
+        result = app.test_cli_runner().invoke(args=["redistimers", "worker"])
+    assert result.exit_code == 2, result.output
+    assert "redistimers: error: Redis at 127.0.0.1:" in result.output
+    assert "refused to authenticate" in result.output
+
+
+def test_cli_forwarded_command_while_redis_is_down_is_one_line_naming_it(
+    down_redis: RedisServer,
+) -> None:
+    app = _redis_down_app(Timers(), down_redis)
+    result = app.test_cli_runner().invoke(args=["redistimers", "stats"])
+    assert result.exit_code == 2, result.output
+    assert f"cannot reach Redis at 127.0.0.1:{down_redis.port}" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_cli_worker_without_handlers_refuses_to_start(make_app: AppFactory) -> None:

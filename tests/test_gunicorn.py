@@ -1,7 +1,7 @@
 """A real gunicorn (``--preload``, 2 sync workers) serving tests/_flask_app.py, real HTTP
 requests, and the timers they schedule delivered exactly once: by a separate
 ``flask redistimers worker`` process, or (``REDISTIMERS_RUN_IN_WEB``) by schedulers each
-gunicorn worker starts after the fork."""
+gunicorn worker starts after the fork. Both boot, and serve, before Redis is up."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import redis
 
+from redistimers.testing import RedisServer
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -175,6 +176,14 @@ def _request(base: str, method: str, path: str) -> dict[str, Any]:
         return answer
 
 
+def _status(base: str, method: str, path: str) -> tuple[int, dict[str, Any], str | None]:
+    """A request's status, JSON body and Retry-After header, error statuses included."""
+    try:
+        return 200, _request(base, method, path), None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), exc.headers.get("Retry-After")
+
+
 def _schedule(base: str, count: int) -> list[dict[str, Any]]:
     """`count` POST /schedule requests, eight at a time, so both gunicorn workers serve."""
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -233,6 +242,54 @@ def test_web_app_schedules_and_a_separate_worker_delivers_each_timer_once(
 
     assert processes.terminate("worker") == 0, processes.logs()
     assert "scheduler stopped" in processes.log("worker")
+
+
+def test_gunicorn_and_the_worker_boot_before_redis_and_deliver_once_it_is_up(
+    processes: Processes,
+) -> None:
+    namespace = "gunicorn-late-redis"
+    server = RedisServer(port=_free_port())  # not started: nothing listens there yet
+    try:
+        env = _env(server.url, namespace)
+        worker = processes.spawn(
+            "worker", ["-m", "flask", "--app", APP, "redistimers", "worker"], env
+        )
+        _master_pid, base = _start_gunicorn(processes, env)  # boots, answers /health
+
+        status, body, retry_after = _status(base, "POST", "/schedule")
+        assert (status, retry_after) == (503, "1"), body
+        assert f"cannot reach Redis at 127.0.0.1:{server.port}" in body["error"]
+
+        def waiting() -> bool:
+            processes.check_alive()  # the worker waits, it does not exit
+            return "waiting for Redis" in processes.log("worker")
+
+        wait_for(waiting, DEADLINE, interval=0.05)
+
+        server.start()
+        answers = _schedule(base, 10)  # the same web processes, nothing restarted
+        timer_ids = {answer["timer_id"] for answer in answers}
+        with server.client() as client:
+            records = _deliveries(client, processes, namespace, len(answers))
+        _assert_exactly_once(records, timer_ids, processes.logs())
+        assert {int(pid) for pid, *_ in records} == {worker.pid}, processes.logs()
+
+        assert processes.terminate("worker") == 0, processes.logs()
+        log = processes.log("worker")
+        assert log.count("waiting for Redis") == 1, log  # one line down, one line up
+        assert log.count(f"Redis at 127.0.0.1:{server.port} answering") == 1, log
+    finally:
+        processes.kill_all()
+        server.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
