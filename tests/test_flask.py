@@ -9,7 +9,9 @@ import logging
 import os
 import subprocess
 import sys
+import textwrap
 import threading
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,47 @@ def test_the_core_package_does_not_import_flask() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _readme_example(url: str) -> types.ModuleType:
+    """The Python block of README.rst's "Flask and gunicorn" section, run as a module whose
+    REDISTIMERS_URL is `url`."""
+    readme = (REPO / "README.rst").read_text()
+    section = readme[readme.index("\nFlask and gunicorn\n") :]
+    block = section[section.index(".. code-block:: python\n") : section.index("\n**")]
+    code = textwrap.dedent(block.split("\n", 1)[1])
+    assert code.count("redis://localhost:6379/0") == 1, code
+    module = types.ModuleType("readme_flask_example")
+    module.__file__ = str(REPO / "README.rst")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code.replace("redis://localhost:6379/0", url), "README.rst", "exec"),
+             module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module
+
+
+def test_readme_example_schedules_delivers_in_the_app_context_and_503s_while_redis_is_down(
+    redis_client: redis.Redis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    example = _readme_example(redis_url)
+    app = example.create_app()
+    answer = app.test_client().post("/invoices/INV-7/remind")
+    assert answer.status_code == 204, answer.text
+    scheduler = example.timers.get_scheduler(app)
+    info = scheduler.get_timer("invoices", "INV-7")
+    assert info is not None
+    assert info.payload == example.InvoiceDue("INV-7", 995)
+    assert 29 < info.remaining.total_seconds() / 86400 <= 30
+    assert scheduler.reschedule("invoices", "INV-7", activate_in=0)
+    caplog.set_level(logging.INFO, logger=app.logger.name)
+    assert scheduler.run_pending() == 1  # in this thread: no app context but the handler's
+    assert "invoice INV-7 is due" in caplog.text
+
+    down = _readme_example(f"redis://127.0.0.1:{_closed_port()}/0").create_app()
+    answer = down.test_client().post("/invoices/INV-8/remind")
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
 
 
 # -- configuration -----------------------------------------------------------------------
