@@ -172,8 +172,8 @@ class Timers:
 
     def _router_for(self, app: Flask, concurrency: int | None = None) -> Router:
         """A router of every handler, each wrapped to run in `app`'s context (and at most
-        `concurrency` at once, when given). Each was checked, unwrapped, when registered:
-        the wrapper is a plain function, so an async one would pass the check here."""
+        `concurrency` at once, when given). Handlers are checked as registered, before
+        this wrapping: the wrapper is a plain def, which hides an async handler."""
         router = Router()
         specs: list[HandlerSpec] = list(merge_routers([self._router, *self._included]).values())
         for spec in specs:
