@@ -21,11 +21,12 @@ import redis
 
 from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
 from .deadletters import dead_timer_of
-from .errors import InvalidTimerError, RedisCallError, RedisFullError, RedisUnavailableError
+from .errors import InvalidTimerError
+from .failures import call_error
 from .inspection import TimerInspection
 from .metrics import Metrics, MetricsCounter
 from .models import DeadTimer, TimerInfo, TimerPage, TopicStats
-from .outage import OutageTracker, is_out_of_memory, is_transient
+from .outage import OutageTracker
 from .router import HandlerSpec
 from .store import TimerStore
 from .validation import check_due, check_timer_id, check_topic, datetime_of_ms
@@ -85,6 +86,7 @@ class TimerAdmin:
     _tracker: OutageTracker
     _metrics: MetricsCounter
     _where: str
+    _who: str
     _poller: Poller | None
     _draining: Poller | None
     _lock: threading.Lock
@@ -291,21 +293,14 @@ class TimerAdmin:
 
     @contextlib.contextmanager
     def _redis_errors(self) -> Iterator[None]:
-        """Turn connection errors into RedisUnavailableError naming where Redis was sought,
-        and a Redis over maxmemory into RedisFullError. They are the caller's to handle:
+        """Turn Redis's errors into RedisCallErrors that say what happened (unreachable,
+        full, credentials or permissions refused). They are the caller's to handle:
         counted in the metrics, but neither logged nor changing `healthy`."""
         try:
             yield
         except redis.exceptions.RedisError as exc:
-            error: RedisCallError
-            if is_out_of_memory(exc):
-                error = RedisFullError(
-                    f"Redis at {self._where} is full: its used memory is over maxmemory, so it "
-                    f"refuses writes that need memory ({exc})"
-                )
-            elif is_transient(exc):
-                error = RedisUnavailableError(f"cannot reach Redis at {self._where}: {exc}")
-            else:
+            error = call_error(exc, self._where, self._who)
+            if error is None:
                 raise
             self._tracker.count_error(exc)
             raise error from exc

@@ -42,6 +42,11 @@ SCHEDULE_BATCH_MAX = 1000
 #: round trip keeps the client busy encoding while Redis works, and replies small.
 SCHEDULE_CALLS_PER_ROUND_TRIP = 10
 
+#: Largest envelope (the payload as JSON, with its headers) `set_timer` accepts, in
+#: bytes: far above what a timer should carry (an id to look the rest up by), far below
+#: what would make one timer slow every claim that returns it.
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
 #: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
 SHUTDOWN_TIMEOUT = 10.0
 

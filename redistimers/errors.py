@@ -15,12 +15,22 @@ class ConfigurationError(RedisTimersError, ValueError):
     """The scheduler or a router was set up with settings that cannot work."""
 
 
+class InvalidHandlerError(ConfigurationError, TypeError):
+    """A handler that cannot be called as one: a coroutine function, or a callable that
+    cannot take the payload (and a Delivery)."""
+
+
 class InvalidTimerError(RedisTimersError, ValueError):
     """A timer's arguments (topic, id, time, headers) are wrong; nothing was written."""
 
 
 class PayloadTypeError(RedisTimersError, TypeError):
     """A payload does not fit its topic's type or cannot be stored as JSON; nothing was written."""
+
+
+class PayloadTooLargeError(RedisTimersError, ValueError):
+    """A payload is larger, as JSON, than the scheduler's `max_payload_bytes`; nothing was
+    written."""
 
 
 class RedisCallError(RedisTimersError):
@@ -57,6 +67,15 @@ class RedisUnavailableError(RedisCallError, redis.exceptions.ConnectionError):
 class RedisFullError(RedisCallError):
     """Redis refused a write because its used memory is over `maxmemory` (with the
     `noeviction` policy). Workers go on delivering, which frees memory."""
+
+
+class RedisAuthenticationError(RedisCallError):
+    """Redis refused the credentials (user name or password); waiting will not help."""
+
+
+class RedisPermissionError(RedisCallError):
+    """Redis's ACL does not let this user run a command, or touch a key or channel, that
+    redistimers needs; the README's "Redis permissions" section has the rule to grant."""
 
 
 class SchedulerStateError(RedisTimersError, RuntimeError):

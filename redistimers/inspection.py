@@ -55,8 +55,17 @@ class TimerInspection:
         self._store = store
 
     def topics(self) -> list[str]:
-        """Every topic ever scheduled in this namespace."""
-        return sorted(text(t) for t in self._store.client.smembers(self._store.topics_key))
+        """The topics of this namespace that have pending timers or dead letters now: those
+        of the set of topics (every write that finds a topic empty adds it) whose keys
+        exist, checked in one round trip."""
+        known = sorted(text(t) for t in self._store.client.smembers(self._store.topics_key))
+        if not known:
+            return []
+        pipe: Any = self._store.client.pipeline(transaction=False)
+        for topic in known:
+            k = self._store.keys(topic)
+            pipe.exists(k.due, k.dead)
+        return [topic for topic, found in zip(known, pipe.execute(), strict=True) if found]
 
     def stats(self, topics: Sequence[str]) -> list[StoredStats]:
         """Counts of each topic, one script call each, in one round trip."""

@@ -38,9 +38,40 @@ _OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
 )
 
 
+#: Errors that mean "Redis will not let this user do this": a wrong password, a missing
+#: ACL permission. Waiting does not help (redis-py makes the first kind a ConnectionError).
+ACCESS_ERRORS: tuple[type[Exception], ...] = tuple(
+    cls
+    for cls in (
+        redis.exceptions.AuthenticationError,
+        getattr(redis.exceptions, "AuthorizationError", None),
+        getattr(redis.exceptions, "NoPermissionError", None),
+    )
+    if cls is not None
+)
+
+#: How Redis words a refused command or key inside a script (it names neither), or a
+#: refused command outside one (redis-py's NoPermissionError, or a plain error).
+_REFUSED_WORDS = (
+    "NOPERM", "no permissions to", "can't run this command", "can't access at least one",
+    "NOAUTH", "WRONGPASS",
+)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors worth waiting out: Redis unreachable, loading, failing over."""
-    return isinstance(exc, TRANSIENT_ERRORS)
+    return isinstance(exc, TRANSIENT_ERRORS) and not is_refused_access(exc)
+
+
+def is_refused_access(exc: BaseException) -> bool:
+    """True when Redis refused this client: authentication failed, or its user lacks an ACL
+    permission for a command, key or channel."""
+    if isinstance(exc, ACCESS_ERRORS):
+        return True
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.ResponseError) and any(
+        words in text for words in _REFUSED_WORDS
+    )
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -70,15 +101,19 @@ class OutageTracker:
         self.where = where
         self.errors = 0
         self.full_count = 0
+        #: Why the worker gave up: Redis refused its credentials or permissions.
+        self.refused: Exception | None = None
         self._lock = threading.Lock()
+        self._answered = False  # Redis has answered the worker at least once
         self._down_since: float | None = None
         self._full_since: float | None = None
         self._call_started: float | None = None
 
     @property
     def healthy(self) -> bool:
-        """False while Redis is unreachable, stalled or full, as the worker last saw it."""
-        return self._down_since is None and self._full_since is None
+        """False while Redis is unreachable, stalled or full, as the worker last saw it, and
+        for good once Redis refused the worker's credentials or permissions."""
+        return self._down_since is None and self._full_since is None and self.refused is None
 
     @property
     def full(self) -> bool:
@@ -109,20 +144,34 @@ class OutageTracker:
             first = self._down_since is None
             if first:
                 self._down_since = time.monotonic()
-        if first:
+        if first and not self._answered:
+            log.warning("waiting for Redis at %s: %s; trying again with backoff", self.where, exc)
+        elif first:
             log.error("Redis at %s unavailable: %s; retrying with backoff", self.where, exc)
 
     def succeeded(self) -> None:
         """Record a successful call; the end of an outage is logged."""
         if self._down_since is None:
+            self._answered = True
             return
         with self._lock:
             down_since, self._down_since = self._down_since, None
+            answered_before, self._answered = self._answered, True
         if down_since is not None:
             log.warning(
-                "Redis at %s answering again after %.1fs", self.where,
-                time.monotonic() - down_since,
+                "Redis at %s answering %safter %.1fs", self.where,
+                "again " if answered_before else "", time.monotonic() - down_since,
             )
+
+    def refuse(self, error: Exception) -> None:
+        """Record that Redis refused the worker's credentials or permissions: logged once,
+        whichever of the worker's threads meets it first."""
+        with self._lock:
+            first = self.refused is None
+            if first:
+                self.refused = error
+        if first:
+            log.error("%s; this worker stops delivering", error)
 
     def saw_full(self, full: bool) -> None:
         """Record whether Redis was over maxmemory at the worker's last write; the start and

@@ -27,8 +27,9 @@ from typing import Any
 
 from . import defaults
 from .delivery import RELEASE, Hooks, Outcome, deliver, failure_outcome, log_extra, settle
+from .failures import call_error
 from .metrics import MetricsCounter
-from .outage import OutageTracker
+from .outage import OutageTracker, is_refused_access
 from .retry import RetryPolicy
 from .router import HandlerSpec
 from .store import Batch, ClaimedTimer, ClaimResult, TimerStore, new_claimer_id
@@ -94,8 +95,10 @@ class Poller:
         max_poll_interval: float,
         hooks: Hooks,
         metrics: MetricsCounter,
+        who: str = "the default user",
     ) -> None:
         self._store = store
+        self._who = who  # the Redis user, for errors
         self._hooks = hooks
         self._metrics = metrics
         self._topics = {topic: _Topic(spec) for topic, spec in specs.items()}
@@ -117,6 +120,7 @@ class Poller:
         self._stopping = threading.Event()
         self._abort = threading.Event()  # give up on Redis and running handlers now
         self._exited = threading.Event()
+        self._late_lock = threading.Lock()
         self._pool = HandlerPool(max(1, sum(spec.max_concurrent for spec in specs.values())))
         self._thread = threading.Thread(target=self._run, name="redistimers-poller", daemon=True)
         self._watchdog = threading.Thread(
@@ -124,7 +128,7 @@ class Poller:
         )
         channels = {store.keys(topic).wake: topic for topic in specs}
         self._listener = (
-            WakeListener(store.client, channels, self.wake, tracker) if specs else None
+            WakeListener(store.client, channels, self.wake, tracker, who) if specs else None
         )
 
     # -- control, from any thread ---------------------------------------------------------
@@ -144,7 +148,8 @@ class Poller:
         """Stop claiming, let running handlers finish for up to `timeout` seconds, settle
         their outcomes, and stop the threads. True when every handler finished in time.
         """
-        deadline = time.monotonic() + max(0.0, timeout)
+        began = time.monotonic()
+        deadline = began + max(0.0, timeout)
         self._stopping.set()
         self._wake.set()
         if self._listener is not None:
@@ -159,7 +164,7 @@ class Poller:
             log.warning(
                 "stopped with %d handler(s) still running after %.1fs: each timer is settled "
                 "when its handler ends, or delivered again once its lease expires",
-                len(self._running), timeout,
+                self.running_handlers, time.monotonic() - began,
             )
         if self._listener is not None:
             self._listener.join(max(0.05, deadline - time.monotonic()))
@@ -178,6 +183,11 @@ class Poller:
     def alive(self) -> bool:
         listener_ok = self._listener is None or self._listener.alive
         return self._thread.is_alive() and listener_ok
+
+    @property
+    def running_handlers(self) -> int:
+        """Handlers running now (timers claimed and started, not yet reported back)."""
+        return len(self._running) - len(self._suspects)
 
     @property
     def in_flight(self) -> dict[str, int]:
@@ -210,17 +220,26 @@ class Poller:
             self._settle_late()
 
     def _settle_late(self) -> None:
-        """Settle outcomes that arrive after the poller exited (a handler outlived stop)."""
-        outcomes = self._take_completed()
-        if not outcomes:
-            return
-        batch = self._store.batch()
-        settle(batch, outcomes)
-        try:
-            self._store.execute(batch)
-        except Exception as exc:
-            log.error("could not settle %d late outcome(s); their leases will expire: %s",
-                      len(outcomes), exc)
+        """Settle outcomes that arrive after the poller exited (a handler outlived stop),
+        and count them as the poller would have."""
+        with self._late_lock:  # handler threads may finish late together
+            outcomes = self._take_completed()
+            if not outcomes:
+                return
+            for timer, outcome in outcomes:
+                key = (timer.topic, timer.timer_id, timer.token)
+                if self._running.pop(key, None) is not None:
+                    self._topics[timer.topic].in_flight -= 1
+                    self._metrics.outcome(outcome.kind)
+            batch = self._store.batch()
+            settle(batch, outcomes)
+            try:
+                stale = [i for result in self._store.execute(batch) for i in result]
+            except Exception as exc:
+                log.error("could not settle %d late outcome(s); their leases will expire: %s",
+                          len(outcomes), exc)
+                return
+            self._metrics.add("stale_acks", len(stale))
 
     def _take_completed(self) -> list[tuple[ClaimedTimer, Outcome]]:
         taken = []
@@ -248,6 +267,10 @@ class Poller:
                     if not self._turn():
                         break
                 except Exception as exc:
+                    if is_refused_access(exc):  # waiting will not mend a password or an ACL
+                        self._tracker.refuse(call_error(exc, self._tracker.where, self._who)
+                                             or exc)
+                        break
                     # Not a Redis outage (those are waited out in _send): a bug, or an
                     # error Redis keeps answering. Logged once with its traceback, then
                     # again only if it changes or every few minutes; tried again with backoff.

@@ -10,12 +10,52 @@ from typing import Any, TypeVar
 import attrs
 
 from . import defaults
-from .errors import ConfigurationError, InvalidTimerError
+from .errors import ConfigurationError, InvalidHandlerError, InvalidTimerError
 from .models import Delivery
 from .retry import RetryPolicy
 from .validation import check_topic, seconds_of
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: A topic's own rules for its payloads: called by set_timer(s) with each payload (after the
+#: type check, before anything is written); raises InvalidTimerError or PayloadTypeError.
+PayloadCheck = Callable[[Any], None]
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return repr(getattr(func, "__qualname__", None) or func)
+
+
+def check_handler(func: Callable[..., Any], topic: str) -> None:
+    """Refuse what the handler threads could never run: an async function (its coroutine
+    would be made and never awaited, and the timer counted as delivered), a generator
+    function (its body would never run), or a callable that cannot take the payload."""
+    call = getattr(func, "__call__", None)  # noqa: B004  # an object with async __call__
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call):
+        raise InvalidHandlerError(
+            f"handler {_name(func)} of topic {topic!r} is an async function: handlers run "
+            "in threads and nothing would await it; make it a plain def (inside it, "
+            "asyncio.run(...) can run a coroutine)"
+        )
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        raise InvalidHandlerError(
+            f"handler {_name(func)} of topic {topic!r} is a generator function: calling it "
+            "would run none of its body; make it a plain def that does the work"
+        )
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without a signature: trusted as they are
+        return
+    for arity in (1, 2):
+        try:
+            signature.bind(*range(arity))
+        except TypeError:
+            continue
+        return
+    raise InvalidHandlerError(
+        f"handler {_name(func)} of topic {topic!r} cannot be called with the payload, nor "
+        f"with the payload and a Delivery: its signature is {signature}"
+    )
 
 
 def takes_delivery(func: Callable[..., Any]) -> bool:
@@ -31,9 +71,8 @@ def takes_delivery(func: Callable[..., Any]) -> bool:
         p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params):
-        raise ConfigurationError(
-            f"handler {getattr(func, '__qualname__', func)!r} must accept the payload "
-            "as its first positional parameter"
+        raise InvalidHandlerError(
+            f"handler {_name(func)} must accept the payload as its first positional parameter"
         )
     if len(positional) < 2:
         return any(p.kind is p.VAR_POSITIONAL for p in params)
@@ -58,6 +97,7 @@ class HandlerSpec:
     lease_ttl: float
     retry: RetryPolicy | None
     takes_delivery: bool
+    payload_check: PayloadCheck | None = None
 
     @property
     def lease_ms(self) -> int:
@@ -78,6 +118,7 @@ class Router:
         max_concurrent: int = defaults.MAX_CONCURRENT,
         lease_ttl: float | dt.timedelta = defaults.LEASE_TTL,
         retry: RetryPolicy | None = None,
+        payload_check: PayloadCheck | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of `topic`.
 
@@ -85,7 +126,8 @@ class Router:
         for the handler); without it the handler gets the JSON value. At most
         `max_concurrent` handlers of this topic run at once in one process; `lease_ttl`
         seconds is how long a crashed worker can hold a timer; `retry` overrides the
-        scheduler's retry policy for this topic.
+        scheduler's retry policy for this topic; `payload_check` (a PayloadCheck) refuses
+        payloads when they are scheduled by a process with this router.
         """
         try:
             check_topic(topic)
@@ -109,10 +151,18 @@ class Router:
             raise ConfigurationError(
                 f"retry for topic {topic!r} must be a RetryPolicy, got {type(retry).__name__}"
             )
+        if payload_check is not None and not callable(payload_check):
+            raise ConfigurationError(
+                f"payload_check for topic {topic!r} must be callable, "
+                f"got {type(payload_check).__name__}"
+            )
 
         def register(func: F) -> F:
             if not callable(func):
-                raise ConfigurationError(f"handler for topic {topic!r} must be callable")
+                raise InvalidHandlerError(
+                    f"handler for topic {topic!r} must be callable, got {type(func).__name__}"
+                )
+            check_handler(func, topic)
             self._specs[topic] = HandlerSpec(
                 topic=topic,
                 func=func,
@@ -121,6 +171,7 @@ class Router:
                 lease_ttl=lease_seconds,
                 retry=retry,
                 takes_delivery=takes_delivery(func),
+                payload_check=payload_check,
             )
             return func
 

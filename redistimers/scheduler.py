@@ -21,15 +21,15 @@ from .delivery import Hooks, deliver, settle
 from .errors import (
     ConfigurationError,
     InvalidTimerError,
-    RedisCallError,
-    RedisFullError,
-    RedisUnavailableError,
+    PayloadTooLargeError,
     SchedulerStateError,
 )
+from .failures import call_error, describe_user
+from .failures import describe_location as describe_location  # where the CLI finds it
 from .inspection import TimerInspection
 from .metrics import MetricsCounter
 from .models import Delivery, TimerSpec
-from .outage import OutageTracker, is_out_of_memory, is_transient
+from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
@@ -48,15 +48,6 @@ from .validation import (
 )
 
 log = logging.getLogger("redistimers.scheduler")
-
-
-def describe_location(client: redis.Redis) -> str:
-    """host:port (or the unix socket path) a client talks to, for error messages."""
-    kwargs = getattr(client, "connection_pool", None)
-    kwargs = getattr(kwargs, "connection_kwargs", {}) if kwargs is not None else {}
-    if kwargs.get("path"):
-        return f"unix socket {kwargs['path']}"
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
 class _ServerClock:
@@ -90,6 +81,7 @@ class TimerScheduler(TimerAdmin):
         on_success: Callable[[Delivery], object] | None = None,
         on_failure: Callable[[Delivery, BaseException], object] | None = None,
         on_dead: Callable[[Delivery, str], object] | None = None,
+        max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES,
     ) -> None:
         if not isinstance(client, redis.Redis):
             raise ConfigurationError(
@@ -104,6 +96,13 @@ class TimerScheduler(TimerAdmin):
         self._default_retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self._default_retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if not isinstance(max_payload_bytes, int) or isinstance(max_payload_bytes, bool) or (
+            max_payload_bytes < 1
+        ):
+            raise ConfigurationError(
+                f"max_payload_bytes must be an int >= 1, got {max_payload_bytes!r}"
+            )
+        self.max_payload_bytes = max_payload_bytes
         self._max_poll_interval = seconds_of(max_poll_interval, "max_poll_interval")
         if self._max_poll_interval <= 0:
             raise ConfigurationError("max_poll_interval must be > 0 seconds")
@@ -114,6 +113,7 @@ class TimerScheduler(TimerAdmin):
         self._hooks = Hooks(on_success, on_failure, on_dead)
         self._metrics = MetricsCounter()
         self._where = describe_location(client)
+        self._who = describe_user(client)
         self._tracker = OutageTracker(self._where)
         self._lock = threading.Lock()
         self._poller: Poller | None = None
@@ -129,8 +129,10 @@ class TimerScheduler(TimerAdmin):
         namespace: str = defaults.NAMESPACE,
         **options: Any,
     ) -> TimerScheduler:
-        """Connect to the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``) and
-        check that it answers; RedisUnavailableError names host and port when it does not.
+        """A scheduler of the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+
+        It does not connect yet, as redis-py clients do not: a web app boots while Redis
+        restarts, and a worker waits for it. A malformed URL is a ConfigurationError.
 
         `retry` and `max_poll_interval` go to the scheduler; other keyword arguments go
         to `redis.Redis.from_url`, with a socket timeout of REDIS_SOCKET_TIMEOUT and TCP
@@ -138,7 +140,8 @@ class TimerScheduler(TimerAdmin):
         """
         scheduler_options = {
             key: options.pop(key)
-            for key in ("retry", "max_poll_interval", "on_success", "on_failure", "on_dead")
+            for key in ("retry", "max_poll_interval", "on_success", "on_failure", "on_dead",
+                        "max_payload_bytes")
             if key in options
         }
         client_options: dict[str, Any] = {
@@ -154,10 +157,7 @@ class TimerScheduler(TimerAdmin):
             client = redis.Redis.from_url(url, **client_options)
         except ValueError as exc:
             raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
-        scheduler = cls(client, routers, namespace, **scheduler_options)
-        with scheduler._redis_errors():
-            client.ping()
-        return scheduler
+        return cls(client, routers, namespace, **scheduler_options)
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -240,17 +240,10 @@ class TimerScheduler(TimerAdmin):
         """The error to raise for a write Redis failed: RedisFullError or
         RedisUnavailableError telling which timers were written; other errors as they are."""
         cause = failure.cause
-        self._tracker.count_error(cause)
-        error: RedisCallError
-        if is_out_of_memory(cause):
-            error = RedisFullError(
-                f"Redis at {self._where} is full: its used memory is over maxmemory, so it "
-                "refuses new timers (workers go on delivering, which frees memory)"
-            )
-        elif is_transient(cause):
-            error = RedisUnavailableError(f"cannot reach Redis at {self._where}: {cause}")
-        else:
+        error = call_error(cause, self._where, self._who)
+        if error is None:
             return cause
+        self._tracker.count_error(cause)
         error.with_timers(failure.written, failure.unwritten, failure.unconfirmed)
         entries = [entry for entries in by_topic.values() for entry in entries]
         if len(entries) == 1:
@@ -300,6 +293,16 @@ class TimerScheduler(TimerAdmin):
             period=period,
             anchor_ms=due.at_ms,
         )
+        if handler is not None and handler.payload_check is not None:
+            handler.payload_check(spec.payload)  # the topic's own rules (a webhook allow-list)
+        if len(envelope) > self.max_payload_bytes // 4 and (
+            len(envelope.encode()) > self.max_payload_bytes  # its size as Redis stores it
+        ):
+            raise PayloadTooLargeError(
+                f"payload for topic {topic!r} is {len(envelope.encode()):,} bytes as JSON "
+                f"(with its headers); the limit is {self.max_payload_bytes:,} "
+                "(TimerScheduler(max_payload_bytes=...))"
+            )
         return ScheduleEntry(timer_id, envelope, due.at_ms, due.delay_ms)
 
     def _wake_locally(self, topics: set[str]) -> None:
@@ -346,13 +349,14 @@ class TimerScheduler(TimerAdmin):
     def start(self) -> None:
         """Start delivering in background threads; returns at once.
 
-        Raises RedisUnavailableError when Redis does not answer, so a wrong URL shows at once.
+        A Redis that does not answer yet is waited for (one log line when waiting begins,
+        one when Redis answers); one that refuses the credentials or permissions ends the
+        threads, with one log line, and `healthy` stays False.
         """
         with self._lock:
             if self._poller is not None:
                 raise SchedulerStateError("scheduler is already running")
-            with self._redis_errors():
-                self._store.load_scripts()
+            self._tracker.refused = None
             self._poller = Poller(
                 self._store,
                 self._specs,
@@ -361,6 +365,7 @@ class TimerScheduler(TimerAdmin):
                 max_poll_interval=self._max_poll_interval,
                 hooks=self._hooks,
                 metrics=self._metrics,
+                who=self._who,
             )
             self._lost_to_fork = False
             self._poller.start()
@@ -399,6 +404,9 @@ class TimerScheduler(TimerAdmin):
     def run_forever(self, shutdown_timeout: float = defaults.SHUTDOWN_TIMEOUT) -> None:
         """Deliver until SIGTERM or SIGINT (or `stop()` from another thread), then stop
         gracefully; a second signal stops at once, without waiting for running handlers.
+
+        Waits for a Redis that does not answer yet; raises RedisAuthenticationError or
+        RedisPermissionError, once stopped, if Redis refuses the credentials or permissions.
         """
         stop_requested = threading.Event()
         timeout = [shutdown_timeout]
@@ -407,7 +415,12 @@ class TimerScheduler(TimerAdmin):
         def on_signal(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
             if stop_requested.is_set():
-                log.warning("received %s again, stopping at once", name)
+                running = started[0].running_handlers if started[0] is not None else 0
+                log.warning(
+                    "received %s again: stopping now, without waiting for the %d handler(s) "
+                    "still running (their timers are delivered again once their leases "
+                    "expire)", name, running,
+                )
                 timeout[0] = 0.0
                 if started[0] is not None:
                     started[0].stop_now()
@@ -421,13 +434,16 @@ class TimerScheduler(TimerAdmin):
                 previous[signum] = signal.signal(signum, on_signal)
         try:
             self.start()
-            started[0] = self._poller
-            while not stop_requested.wait(0.5) and self._poller is started[0]:
-                pass
+            poller = started[0] = self._poller
+            while not stop_requested.wait(0.5):
+                if self._poller is not poller or poller is None or not poller.alive:
+                    break  # stopped from elsewhere, or its threads ended
         finally:
             self.stop(timeout[0])
             for handled, handler in previous.items():
                 signal.signal(handled, handler)
+        if self._tracker.refused is not None:
+            raise self._tracker.refused
 
     def run_pending(self) -> int:
         """Deliver every timer due now, one at a time in this thread; return how many ran.

@@ -11,7 +11,8 @@ from typing import Any
 import redis
 
 from . import defaults
-from .outage import OutageTracker
+from .failures import call_error
+from .outage import OutageTracker, is_refused_access
 
 log = logging.getLogger("redistimers.wakeup")
 
@@ -35,9 +36,11 @@ class WakeListener:
         channels: Mapping[str, str],
         on_wake: Callable[[str | None], None],
         tracker: OutageTracker,
+        who: str = "the default user",
     ) -> None:
         self._client = client
         self._tracker = tracker
+        self._who = who
         self._topic_of = dict(channels)  # channel -> topic
         self._on_wake = on_wake
         self._stop = threading.Event()
@@ -90,6 +93,9 @@ class WakeListener:
                     failures = 0
                     self._on_wake(None)
             except Exception as exc:
+                if is_refused_access(exc):  # a password or an ACL: waiting will not mend it
+                    self._tracker.refuse(call_error(exc, self._tracker.where, self._who) or exc)
+                    break
                 self._tracker.failed(exc)
                 failures += 1
                 self._close(pubsub)

@@ -465,10 +465,11 @@ def test_other_settings_are_checked(make_scheduler: SchedulerFactory) -> None:
 # -- get, reschedule, cancel ----------------------------------------------------------------
 
 
-def test_get_of_an_unknown_topic_or_id_is_404_naming_which(api: Api) -> None:
+def test_get_of_an_unknown_timer_is_404_naming_the_id(api: Api) -> None:
+    """Whatever its topic: a topic without timers is not an error, an absent timer is."""
     create(api, id="INV-1")
     topic = api.call("GET", "/topics/nope/timers/INV-1")
-    assert (topic.status, topic.json["field"]) == (404, "topic")
+    assert (topic.status, topic.json["field"]) == (404, "id")
     timer = api.call("GET", "/topics/invoices/timers/INV-2")
     assert (timer.status, timer.json["field"]) == (404, "id")
     assert "INV-2" in timer.json["error"]
@@ -517,7 +518,7 @@ def test_delete_cancels_a_timer_then_404(api: Api, redis_client: redis.Redis) ->
     assert (reply.status, reply.raw) == (204, b"")
     assert redis_client.hlen("redistimers:{invoices}:body") == 0
     assert api.call("DELETE", "/topics/invoices/timers/INV-1").status == 404
-    assert api.call("DELETE", "/topics/nope/timers/INV-1").json["field"] == "topic"
+    assert api.call("DELETE", "/topics/nope/timers/INV-1").json["field"] == "id"
 
 
 # -- listing, stats, purge ----------------------------------------------------------------
@@ -564,8 +565,18 @@ def test_list_refuses_bad_query_parameters(api: Api, query: str, field: str) -> 
     assert (reply.status, reply.json["field"]) == (400, field)
 
 
-def test_list_of_an_unknown_topic_is_404(api: Api) -> None:
-    assert api.call("GET", "/topics/nope/timers").status == 404
+def test_a_topic_without_timers_lists_nothing_and_counts_zeros_as_in_python(api: Api) -> None:
+    """One rule for Python, the CLI and HTTP: asking about a topic that has no timers
+    and no dead letters is no error; it has nothing."""
+    assert api.call("GET", "/topics/nope/timers").json == {"timers": [], "next_cursor": None}
+    assert api.call("GET", "/topics/nope/dead").json == {"dead": [], "next_offset": None}
+    assert api.call("GET", "/topics/nope/stats").json == {
+        "topic": "nope", "pending": 0, "due": 0, "leased": 0, "dead": 0,
+        "oldest_due_lag_s": None,
+    }
+    assert api.call("DELETE", "/topics/nope/timers").json == {"purged": 0}
+    assert api.call("DELETE", "/topics/nope/dead").json == {"purged": 0}
+    assert api.call("POST", "/topics/nope/dead/requeue").json == {"requeued": 0}
 
 
 def test_topics_and_stats(api: Api) -> None:
@@ -581,7 +592,6 @@ def test_topics_and_stats(api: Api) -> None:
     one = api.call("GET", "/topics/invoices/stats").json
     assert (one["pending"], one["due"]) == (1, 1)
     assert one["oldest_due_lag_s"] >= 0
-    assert api.call("GET", "/topics/nope/stats").status == 404
 
 
 def test_purge_removes_pending_timers_and_keeps_dead_letters(
@@ -594,7 +604,6 @@ def test_purge_removes_pending_timers_and_keeps_dead_letters(
     assert api.call("DELETE", "/topics/jobs/timers").json == {"purged": 2}
     assert api.call("GET", "/topics/jobs/timers").json["timers"] == []
     assert api.call("GET", "/topics/jobs/stats").json["dead"] == 1
-    assert api.call("DELETE", "/topics/nope/timers").status == 404
 
 
 # -- dead letters -------------------------------------------------------------------------
@@ -638,7 +647,6 @@ def test_dead_letters_are_listed_with_limit_and_offset(
     assert ([d["id"] for d in rest["dead"]], rest["next_offset"]) == (["d3"], None)
     bad = api.call("GET", "/topics/jobs/dead?offset=-1")
     assert (bad.status, bad.json["field"]) == (400, "offset")
-    assert api.call("GET", "/topics/nope/dead").status == 404
 
 
 def test_dead_letters_are_requeued_one_or_all_and_purged(
@@ -658,9 +666,7 @@ def test_dead_letters_are_requeued_one_or_all_and_purged(
     assert scheduler.run_pending() == 4  # all four die again
     assert api.call("DELETE", "/topics/jobs/dead").json == {"purged": 4}
     assert api.call("GET", "/topics/jobs/dead").json == {"dead": [], "next_offset": None}
-    assert api.call("POST", "/topics/nope/dead/requeue").status == 404
     assert api.call("POST", "/topics/nope/dead/x/requeue").status == 404
-    assert api.call("DELETE", "/topics/nope/dead").status == 404
 
 
 # -- Redis down, unknown routes, mounting -------------------------------------------------
@@ -950,7 +956,7 @@ def test_create_app_with_a_scheduler_takes_the_token_from_the_environment_by_def
 README_CURL = r"""
 H="Authorization: Bearer $REDISTIMERS_API_TOKEN"; API=http://localhost:8080
 curl -s -H "$H" -H 'Content-Type: application/json' -X POST $API/topics/invoices/timers \
-     -d '{"payload": {"invoice_id": "INV-1"}, "in": "30m", "id": "INV-1"}'  # 201 + Location
+     -d '{"payload": {"invoice_id": "INV-1", "amount_cents": 995}, "in": "30m", "id": "INV-1"}'
 curl -s -H "$H" $API/topics/invoices/timers/INV-1                    # the timer, or 404
 curl -s -H "$H" -H 'Content-Type: application/json' -X PATCH \
      -d '{"at": "2030-01-01T09:00:00Z"}' $API/topics/invoices/timers/INV-1  # 409 if running
@@ -1005,7 +1011,10 @@ def test_the_readme_curl_examples_work(
     created, got, moved, listed, _, topics, stats, one, purged, dead, requeued, gone = (
         body for _, body in replies
     )
-    assert (created["id"], created["payload"]) == ("INV-1", {"invoice_id": "INV-1"})
+    # The tour's InvoiceDue: the timer its handler would deliver, not dead-letter.
+    assert (created["id"], created["payload"]) == (
+        "INV-1", {"invoice_id": "INV-1", "amount_cents": 995}
+    )
     assert {**got, "remaining_s": 0} == {**created, "remaining_s": 0}
     assert moved["due_at"] == "2030-01-01T09:00:00.000000Z"
     assert [t["id"] for t in listed["timers"]] == ["INV-1"]

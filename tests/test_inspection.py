@@ -25,6 +25,7 @@ from redistimers import (
     Router,
     TimerScheduler,
     TimerSpec,
+    TopicStats,
 )
 from redistimers.testing import RedisServer
 
@@ -639,3 +640,29 @@ def test_a_topic_is_listed_again_when_timers_come_back_after_an_external_flushal
     redis_client.flushall()
     scheduler.set_timers([TimerSpec("a", 1, activate_in=60), TimerSpec("b", 1, activate_in=60)])
     assert scheduler.topics() == ["a", "b"]
+
+
+def test_topics_are_exactly_those_with_pending_timers_or_dead_letters(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    """Not every topic ever scheduled: a purged topic is gone from the list, a topic
+    with dead letters only stays, and a topic another process wrote appears."""
+    failing = Router()
+    failing.handler("dying", retry=ONCE)(lambda payload: 1 / 0)
+    scheduler = make_scheduler(failing)
+    scheduler.set_timer("kept", 1, activate_in=60)
+    scheduler.set_timer("purged", 1, activate_in=60)
+    scheduler.set_timer("dying", 1, activate_in=0)
+    assert scheduler.run_pending() == 1
+    assert scheduler.topics() == ["dying", "kept", "purged"]
+    assert scheduler.purge("purged") == 1
+    assert scheduler.topics() == ["dying", "kept"]
+    assert scheduler.purge_dead("dying") == 1
+    assert scheduler.topics() == ["kept"]
+    assert scheduler.stats("purged") == TopicStats(  # asked about, it has nothing: no error
+        topic="purged", pending=0, due=0, leased=0, dead=0, oldest_due_lag=None
+    )
+    assert set(scheduler.stats()) == {"kept"}
+    other = make_scheduler()
+    other.set_timer("purged", 2, activate_in=60)  # set again, from another process
+    assert scheduler.topics() == ["kept", "purged"]

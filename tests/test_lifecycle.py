@@ -101,8 +101,11 @@ def test_stop_returns_within_its_timeout_while_a_handler_still_runs(
     assert all(t.name.startswith("redistimers-handler") for t in redistimers_threads() - before)
     release.set()
     wait_for(lambda: not (redistimers_threads() - before))
-    # Its outcome was still settled: the timer is acked, not left to a lease expiry.
+    # Its outcome was still settled: the timer is acked, not left to a lease expiry,
+    # and counted like any other.
     wait_for(timer_gone(scheduler, "ticks", "x"))
+    wait_for(lambda: scheduler.metrics().succeeded == 1)
+    assert scheduler.metrics().claimed == 1
 
 
 def test_stop_waits_for_a_running_handler_to_finish(

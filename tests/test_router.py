@@ -13,6 +13,7 @@ import pytest
 from redistimers import (
     ConfigurationError,
     Delivery,
+    InvalidHandlerError,
     RedisTimersError,
     RetryPolicy,
     Router,
@@ -168,7 +169,7 @@ def test_handler_without_a_positional_payload_parameter_is_rejected(
     func: Callable[..., Any],
 ) -> None:
     router = Router()
-    with pytest.raises(ConfigurationError, match="must accept the payload"):
+    with pytest.raises(ConfigurationError, match="cannot be called with the payload"):
         router.handler("ticks")(func)
     assert len(router) == 0
 
@@ -327,3 +328,54 @@ def test_same_topic_in_two_routers_is_rejected() -> None:
 def test_something_that_is_not_a_router_is_rejected(router: object) -> None:
     with pytest.raises(ConfigurationError, match="routers must be Router objects"):
         merge_routers([Router(), router])  # type: ignore[list-item]
+
+
+# -- handlers the threads could never run -------------------------------------------------
+
+
+async def _async_handler(payload: object) -> None: ...
+
+
+class _AsyncCallable:
+    async def __call__(self, payload: object) -> None: ...
+
+
+def _generator_handler(payload: object) -> Any:
+    yield payload
+
+
+async def _async_generator_handler(payload: object) -> Any:
+    yield payload
+
+
+@pytest.mark.parametrize(
+    ("func", "words"),
+    [
+        (_async_handler, "is an async function"),
+        (functools.partial(_async_handler), "is an async function"),
+        (_AsyncCallable(), "is an async function"),
+        (_generator_handler, "is a generator function"),
+        (_async_generator_handler, "is a generator function"),
+        (lambda payload, delivery, extra: None, "cannot be called with the payload"),
+        (lambda payload, *, flag: None, "cannot be called with the payload"),
+    ],
+    ids=["async-def", "async-partial", "async-call", "generator", "async-generator",
+         "three-arguments", "required-keyword"],
+)
+def test_a_handler_the_threads_could_never_run_is_refused_with_a_type_error(
+    func: Callable[..., Any], words: str
+) -> None:
+    """An async handler used to be accepted: its coroutine was made, never awaited, and
+    the timer counted as delivered."""
+    router = Router()
+    with pytest.raises(InvalidHandlerError, match=words) as caught:
+        router.handler("ticks")(func)
+    assert isinstance(caught.value, TypeError)
+    assert isinstance(caught.value, ConfigurationError)
+    assert "'ticks'" in str(caught.value)
+    assert len(router) == 0
+
+
+def test_async_handler_message_says_what_to_do_instead() -> None:
+    with pytest.raises(InvalidHandlerError, match=r"plain def .*asyncio\.run"):
+        Router().handler("ticks")(_async_handler)

@@ -558,14 +558,17 @@ def _closed_port() -> int:
     return port
 
 
-def test_from_url_on_an_unreachable_port_names_host_and_port() -> None:
+def test_from_url_does_not_connect_and_a_call_on_an_unreachable_port_names_it() -> None:
+    """Like a redis-py client: an app boots while its Redis restarts."""
     port = _closed_port()
+    scheduler = TimerScheduler.from_url(f"redis://127.0.0.1:{port}/0")
     started = time.monotonic()
     with pytest.raises(RedisUnavailableError) as info:
-        TimerScheduler.from_url(f"redis://127.0.0.1:{port}/0")
+        scheduler.stats("t")
     assert time.monotonic() - started < 5
     assert f"127.0.0.1:{port}" in str(info.value)
     assert isinstance(info.value, redis.exceptions.ConnectionError)
+    assert scheduler.healthy  # a caller's error, not a worker's
 
 
 def test_from_url_with_an_invalid_url_raises_configuration_error() -> None:

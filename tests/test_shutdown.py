@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -456,6 +457,11 @@ def test_second_sigterm_stops_run_forever_at_once_without_waiting_for_handlers(
         raise AssertionError(f"worker ignored the second SIGTERM:\n{workers.logs()}") from None
     elapsed = time.monotonic() - second
     assert elapsed < 2.0, f"exit took {elapsed:.2f}s after the second signal\n{workers.logs()}"
+    log = workers.log("w1")
+    assert "received SIGTERM again: stopping now, without waiting for the 1 handler(s)" in log
+    # Not "still running after 20.0s" (the shutdown timeout) when it stopped within 2 s.
+    waited = [float(s) for s in re.findall(r"still running after ([0-9.]+)s", log)]
+    assert all(seconds < 5 for seconds in waited), log
     assert _list(redis_client, "test:finished") == []
     # Nobody settled it: the timer stays leased, to come back when its lease expires.
     info = scheduling.get_timer(topic, "stuck")

@@ -137,6 +137,7 @@ def test_set_timer_whose_write_was_not_confirmed_says_the_timer_may_exist(
     server: RedisServer, client: redis.Redis
 ) -> None:
     scheduler = TimerScheduler.from_url(server.url, socket_timeout=0.3)
+    scheduler.stats("jobs")  # connected: the write below reaches Redis, which then stops
     with stopped(client), pytest.raises(
         RedisUnavailableError, match="may or may not have been written"
     ) as e:

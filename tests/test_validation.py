@@ -483,3 +483,40 @@ def test_non_ascii_text_is_not_taken_for_a_surrogate(
     assert check_topic("ünï 🎉") == "ünï 🎉"
     assert check_headers({"é": "🎉"}) == {"é": "🎉"}
     assert check_correlation_id("🎉") == "🎉"
+
+
+# -- payload size ----------------------------------------------------------------------------
+
+
+def test_a_payload_over_the_schedulers_limit_is_refused_before_touching_redis() -> None:
+    from redistimers import PayloadTooLargeError, TimerSpec
+
+    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
+    small = TimerScheduler(client, max_payload_bytes=100)
+    with pytest.raises(PayloadTooLargeError, match=r"'t' is 2\d\d bytes .* limit is 100") as e:
+        small.set_timer("t", "x" * 200, activate_in=SOON)
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(PayloadTooLargeError):
+        small.set_timer("t", "é" * 60, activate_in=SOON)  # 120 bytes as UTF-8, 60 characters
+    with pytest.raises(PayloadTooLargeError):
+        small.set_timers([TimerSpec("t", 1, activate_in=SOON), TimerSpec("t", "y" * 99,
+                                                                         activate_in=SOON)])
+
+
+def test_the_default_payload_limit_is_one_mebibyte() -> None:
+    from redistimers import PayloadTooLargeError
+
+    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
+    scheduler = TimerScheduler(client)
+    assert scheduler.max_payload_bytes == 1024 * 1024 == defaults.MAX_PAYLOAD_BYTES
+    with pytest.raises(PayloadTooLargeError, match="1,048,576"):
+        scheduler.set_timer("t", "x" * (1024 * 1024), activate_in=SOON)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True, "1"])
+def test_a_bad_payload_limit_is_a_configuration_error(limit: object) -> None:
+    from redistimers import ConfigurationError
+
+    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
+    with pytest.raises(ConfigurationError, match="max_payload_bytes"):
+        TimerScheduler(client, max_payload_bytes=limit)  # type: ignore[arg-type]

@@ -48,10 +48,6 @@ class Routes:
         self.scheduler = scheduler
         self.max_body_bytes = max_body_bytes
 
-    def known_topic(self, topic: str) -> None:
-        if topic not in self.scheduler.topics():
-            raise ApiError(404, f"no topic {topic!r}", "topic")
-
     def list_topics(self) -> flask.Response:
         query(())
         return respond({"topics": self.scheduler.topics()})
@@ -64,7 +60,6 @@ class Routes:
     def topic_stats(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        self.known_topic(topic)
         return respond(stats_json(self.scheduler.stats(topic)))
 
     def create_timer(self, topic: str) -> flask.Response:
@@ -117,7 +112,6 @@ class Routes:
             if len(text) > 6 and text[-6] == " ":
                 text = text[:-6] + "+" + text[-5:]
             due_before = instant("due_before", text)
-        self.known_topic(topic)
         page = self.scheduler.list_timers(topic, due_before=due_before, limit=limit,
                                           cursor=cursor)
         timers = [timer_json(t) for t in page.timers]
@@ -126,7 +120,6 @@ class Routes:
     def purge_timers(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        self.known_topic(topic)
         return respond({"purged": self.scheduler.purge(topic)})
 
     def _path(self, topic: str, timer_id: str) -> tuple[str, str]:
@@ -138,7 +131,6 @@ class Routes:
     def get_timer(self, topic: str, timer_id: str) -> flask.Response:
         topic, timer_id = self._path(topic, timer_id)
         query(())
-        self.known_topic(topic)
         info = self.scheduler.get_timer(topic, timer_id)
         if info is None:
             raise self._missing(topic, timer_id)
@@ -148,7 +140,6 @@ class Routes:
         topic, timer_id = self._path(topic, timer_id)
         query(())
         due = due_args(json_body(self.max_body_bytes, _MOVE_FIELDS), required=True)
-        self.known_topic(topic)
         before = self.scheduler.get_timer(topic, timer_id)
         if before is None:
             raise self._missing(topic, timer_id)
@@ -167,7 +158,6 @@ class Routes:
     def cancel_timer(self, topic: str, timer_id: str) -> flask.Response:
         topic, timer_id = self._path(topic, timer_id)
         query(())
-        self.known_topic(topic)
         if not self.scheduler.cancel_timer(topic, timer_id):
             raise self._missing(topic, timer_id)
         return flask.Response(status=204)
@@ -177,7 +167,6 @@ class Routes:
         args = query(("limit", "offset"))
         limit = int_param(args, "limit", 100, 1, MAX_PAGE)
         offset = int_param(args, "offset", 0, 0)
-        self.known_topic(topic)
         dead = self.scheduler.dead_timers(topic, limit=limit, offset=offset)
         next_offset = offset + len(dead) if len(dead) == limit else None
         return respond({"dead": [dead_json(d) for d in dead], "next_offset": next_offset})
@@ -185,13 +174,11 @@ class Routes:
     def requeue_all_dead(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        self.known_topic(topic)
         return respond({"requeued": self.scheduler.requeue_dead(topic)})
 
     def requeue_dead(self, topic: str, timer_id: str) -> flask.Response:
         topic, timer_id = self._path(topic, timer_id)
         query(())
-        self.known_topic(topic)
         if not self.scheduler.requeue_dead(topic, timer_id):
             raise ApiError(404, f"no dead letter {timer_id!r} on topic {topic!r}", "id")
         return respond({"requeued": 1})
@@ -199,7 +186,6 @@ class Routes:
     def purge_dead(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        self.known_topic(topic)
         return respond({"purged": self.scheduler.purge_dead(topic)})
 
 
