@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import attrs
 import pytest
 import redis
 
-from redistimers import RetryPolicy, Router, TimerScheduler
+from redistimers import InvalidTimerError, RetryPolicy, Router, TimerScheduler
 from redistimers.cli import build_parser, main
 from redistimers.cli.context import safe_url
 from redistimers.cli.output import duration
@@ -171,8 +172,8 @@ def test_schedule_at_an_iso_time_with_an_offset(
     result = cli("schedule", "t", "--at", at, "--id", "x", "--json")
     assert result.code == 0
     moment = dt.datetime(2031, 1, 1, 8, 0, tzinfo=UTC)
-    assert dt.datetime.fromisoformat(result.json["activate_at"]) == moment
-    assert result.json["activate_in"] is None
+    assert dt.datetime.fromisoformat(result.json["due_at"]) == moment
+    assert result.json["pending"] is True
     stored = make_scheduler().get_timer("t", "x")
     assert stored is not None
     assert stored.due_at == moment
@@ -183,10 +184,11 @@ def test_schedule_without_an_id_prints_the_new_id_and_defaults_to_a_null_payload
 ) -> None:
     result = cli("schedule", "t", "--in", "90s", "--json")
     assert result.code == 0
-    assert result.json["activate_in"] == 90.0
+    assert 89 < result.json["remaining"] <= 90
     stored = make_scheduler().get_timer("t", result.json["timer_id"])
     assert stored is not None
     assert stored.payload is None
+    assert result.json["payload"] is None
 
 
 def test_schedule_reads_the_payload_from_a_file_or_stdin(
@@ -209,11 +211,35 @@ def test_schedule_reads_the_payload_from_a_file_or_stdin(
     ("argv", "fragment"),
     [
         (["schedule", "t", "--in", "3x"], "duration '3x'"),
-        (["schedule", "t", "--in=-5s"], "duration '-5s'"),
+        (["schedule", "t", "--in=-5s"], "argument --in: activate_in must not be negative, "
+                                         "got '-5s'"),
+        (["schedule", "t", "--in", "-5s"], "argument --in: activate_in must not be negative, "
+                                           "got '-5s'"),
+        (["schedule", "t", "--in", "-1h30m"], "activate_in must not be negative, got '-1h30m'"),
+        (["schedule", "t", "--in", "-0.5"], "activate_in must not be negative, got '-0.5'"),
+        (["schedule", "t", "--in", "-3x"], "argument --in: duration '-3x' is not like"),
+        (["schedule", "t", "--in", "99999999d"], "activate_in '99999999d' reaches past"),
+        (["reschedule", "t", "x", "--in", "-5s"], "activate_in must not be negative"),
+        (["schedule", "t", "--every", "-5m"], "argument --every: every must be at least 1 ms, "
+                                              "got '-5m'"),
+        (["schedule", "t", "--every=0s"], "every must be at least 1 ms, got '0s'"),
+        (["schedule", "t", "--every", "5m", "--cron", "0 7 * * mon"],
+         "give at most one of every and cron"),
+        (["schedule", "t", "--in", "1m", "--tz", "Europe/Berlin"],
+         "tz applies to cron timers only"),
+        (["schedule", "t", "--every", "5m", "--tz", "Europe/Berlin"],
+         "tz applies to cron timers only"),
+        (["schedule", "t", "--cron", "61 * * * *"],
+         "argument --cron: cron expression '61 * * * *' is not valid"),
+        (["schedule", "t", "--cron", "0 7 * * mon", "--tz", "Mars/Base"],
+         "argument --tz: unknown time zone 'Mars/Base'"),
+        (["schedule", "t", "--in", "1s", "--id"],
+         "for a value starting with '-', write --id=VALUE"),
         (["schedule", "t", "--at", "2031-01-01T09:00:00"], "no UTC offset"),
         (["schedule", "t", "--at", "tomorrow"], "not an ISO 8601 time"),
         (["schedule", "t", "--in", "1s", "--at", "2031-01-01T09:00Z"], "not allowed with"),
-        (["schedule", "t"], "one of the arguments --in --at is required"),
+        (["schedule", "t"], "one of the arguments --in --at --every --cron is required"),
+        (["schedule", "t", "--payload", "1"], "one of the arguments --in --at --every --cron"),
         (["schedule", "t", "--in", "1s", "--payload", "{bad"], "invalid JSON"),
         (["schedule", "t", "--in", "1s", "--header", "novalue"], "KEY=VALUE"),
         (["schedule", "bad{topic}", "--in", "1s"], "must not contain"),
@@ -241,6 +267,145 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     _assert_one_error_line(result, 2, fragment)
     assert result.out == ""
     assert redis_client.keys("*") == []
+
+
+@pytest.mark.parametrize(
+    ("api", "argv"),
+    [
+        ({"activate_in": dt.timedelta(seconds=-5)}, ["--in=-5s"]),
+        ({"activate_in": dt.timedelta(seconds=-5)}, ["--in", "-5s"]),
+        ({"every": dt.timedelta(minutes=-5)}, ["--every", "-5m"]),
+        ({"every": dt.timedelta(0)}, ["--every=0s"]),
+        ({"every": dt.timedelta(minutes=5), "cron": "0 7 * * mon"},
+         ["--every", "5m", "--cron", "0 7 * * mon"]),
+        ({"activate_in": 60, "tz": "Europe/Berlin"}, ["--in", "1m", "--tz", "Europe/Berlin"]),
+        ({"cron": "61 * * * *"}, ["--cron", "61 * * * *"]),
+        ({"cron": "0 7 * * mon", "tz": "Mars/Base"},
+         ["--cron", "0 7 * * mon", "--tz", "Mars/Base"]),
+    ],
+)
+def test_schedule_refuses_what_set_timer_refuses_in_its_words(
+    cli: Cli, make_scheduler: SchedulerFactory, redis_client: redis.Redis,
+    api: dict[str, Any], argv: list[str],
+) -> None:
+    with pytest.raises(InvalidTimerError) as refused:
+        make_scheduler().set_timer("t", None, **api)
+    words = str(refused.value).split(", got ")[0]  # the value follows, as the user typed it
+    result = cli("schedule", "t", *argv)
+    _assert_one_error_line(result, 2, words)
+    assert redis_client.keys("*") == []
+
+
+def test_option_values_may_start_with_a_minus(cli: Cli, make_scheduler: SchedulerFactory) -> None:
+    assert cli("schedule", "t", "--in", "1m", "--id=-abc", "--correlation-id=-c").code == 0
+    timer = make_scheduler().get_timer("t", "-abc")
+    assert timer is not None
+    assert timer.correlation_id == "-c"
+    _assert_one_error_line(cli("list", "t", "--limit", "-1"), 2, "must be 1 or more, got -1")
+
+
+def test_schedule_every_repeats_at_a_fixed_rate_and_get_shows_it(
+    cli: Cli, make_scheduler: SchedulerFactory
+) -> None:
+    plain = cli("schedule", "t", "--every", "5m", "--id", "e")
+    assert plain.code == 0, plain
+    assert re.fullmatch(
+        r"scheduled timer e on topic 't', due at \S+Z \(in (4m\d+s|5m)\), then every 5m\n",
+        plain.out,
+    ), plain.out
+    stored = make_scheduler().get_timer("t", "e")
+    assert stored is not None
+    assert (stored.every, stored.cron, stored.tz) == (dt.timedelta(minutes=5), None, None)
+    first = cli("schedule", "t", "--every", "1h", "--in", "10s", "--id", "f")
+    assert first.out == "scheduled timer f on topic 't', due in 10s, then every 1h\n"
+    table = cli("get", "t", "e")
+    fields = dict(line.split(":", 1) for line in table.out.splitlines() if ":" in line[:16])
+    assert fields["repeats"].strip() == "every 5m"
+    timer = cli("get", "t", "e", "--json").json
+    assert (timer["every"], timer["cron"], timer["tz"]) == (300.0, None, None)
+
+
+def test_schedule_cron_in_a_time_zone_and_get_shows_it(
+    cli: Cli, make_scheduler: SchedulerFactory
+) -> None:
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    result = cli("schedule", "reports", "--cron", "0 7 * * mon", "--tz", "Europe/Berlin",
+                 "--id", "weekly", "--json")
+    assert result.code == 0, result
+    timer = result.json
+    assert (timer["cron"], timer["tz"], timer["every"], timer["pending"]) == (
+        "0 7 * * mon", "Europe/Berlin", None, True,
+    )
+    due = dt.datetime.fromisoformat(timer["due_at"]).astimezone(berlin)
+    assert (due.weekday(), due.hour, due.minute, due.second) == (0, 7, 0, 0)
+    assert 0 < timer["remaining"] <= 7 * 86400
+    stored = make_scheduler().get_timer("reports", "weekly")
+    assert stored is not None
+    assert (stored.cron, stored.tz, stored.due_at) == ("0 7 * * mon", "Europe/Berlin", due)
+    table = cli("get", "reports", "weekly")
+    fields = dict(line.split(":", 1) for line in table.out.splitlines() if ":" in line[:16])
+    assert fields["repeats"].strip() == "at the times of cron '0 7 * * mon' in Europe/Berlin"
+    utc = cli("schedule", "reports", "--cron", "*/5 * * * *", "--id", "five")
+    assert utc.out.startswith("scheduled timer five on topic 'reports', due at ")
+    assert utc.out.endswith(", then at the times of cron '*/5 * * * *' in UTC\n")
+    assert cli("get", "reports", "five", "--json").json["tz"] == "UTC"
+
+
+def test_schedule_json_is_the_timer_as_get_shows_it(cli: Cli) -> None:
+    scheduled = cli("--json", "schedule", "invoices", "--in", "30m", "--id", "INV-1",
+                    "--payload", '{"invoice_id": "INV-1"}', "--header", "tenant=acme",
+                    "--correlation-id", "req-1")
+    assert (scheduled.code, scheduled.err) == (0, "")
+    written = scheduled.json
+    assert written.pop("pending") is True
+    got = cli("get", "invoices", "INV-1", "--json").json
+    assert sorted(written) == sorted(got)
+    assert written.pop("remaining") >= got.pop("remaining")
+    assert written == got
+    assert dt.datetime.fromisoformat(written["due_at"]) > dt.datetime.now(UTC) + dt.timedelta(
+        minutes=29
+    )
+
+
+class _WorkerAtOnce(TimerScheduler):
+    """A scheduler whose process delivers the due timers as soon as one is written, so
+    that a timer due now is gone before `schedule` reads it back (as a busy worker does)."""
+
+    def set_timer(self, *args: Any, **kwargs: Any) -> str:
+        timer_id = super().set_timer(*args, **kwargs)
+        assert self.run_pending() == 1
+        return timer_id
+
+
+def test_schedule_says_when_a_worker_took_the_timer_before_it_was_read_back(
+    cli: Cli, redis_url: str
+) -> None:
+    router = Router()
+    router.handler("jobs")(lambda payload: None)
+    worker = _WorkerAtOnce.from_url(redis_url, routers=[router])
+    try:
+        plain = cli("schedule", "jobs", "--in", "0s", "--id", "j1", scheduler=worker)
+        assert (plain.code, plain.err) == (0, "")
+        assert plain.out == (
+            "scheduled timer j1 on topic 'jobs', due now; a worker took it already\n"
+        )
+        before = dt.datetime.now(UTC)
+        now = cli("schedule", "jobs", "--in", "0s", "--id", "j2", "--payload", "[1]",
+                  "--header", "k=v", "--json", scheduler=worker)
+        after = dt.datetime.now(UTC)
+        assert now.code == 0, now
+        timer = now.json
+        assert before <= dt.datetime.fromisoformat(timer["due_at"]) <= after
+        assert {k: v for k, v in timer.items() if k != "due_at"} == {
+            "topic": "jobs", "timer_id": "j2", "remaining": 0.0, "attempts": None,
+            "leased": False, "payload": [1], "headers": {"k": "v"}, "correlation_id": None,
+            "every": None, "cron": None, "tz": None, "pending": False,
+        }
+        past = cli("schedule", "jobs", "--at", "2020-01-01T00:00:00Z", "--json",
+                   scheduler=worker).json
+        assert (past["due_at"], past["pending"]) == ("2020-01-01T00:00:00+00:00", False)
+    finally:
+        worker.stop(timeout=5)
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,15 @@ reschedule, purge and dead letters. Each returns its exit code: 0 done, 1 not fo
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 from typing import Any
 
 from ..codec import EnvelopeError, structure_payload
+from ..errors import InvalidTimerError
 from ..models import DeadTimer, TimerInfo, TopicStats
+from ..periodic import check_period
 from ..scheduler import TimerScheduler
 from .context import Context
 from .output import CliError, NotFound, compact, duration, jsonable, plural, when
@@ -92,7 +96,7 @@ def _repeats(timer: TimerInfo) -> str | None:
     if timer.every is not None:
         return f"every {duration(timer.every)}"
     if timer.cron is not None:
-        return f"cron {timer.cron!r} in {timer.tz or 'UTC'}"
+        return f"at the times of cron {timer.cron!r} in {timer.tz or 'UTC'}"
     return None
 
 
@@ -132,6 +136,52 @@ def _due_text(ctx: Context) -> str:
     return f"due in {duration(ctx.args.activate_in)}"
 
 
+def _check_repeats(args: argparse.Namespace) -> None:
+    """The options of `schedule` that go together, checked as set_timer checks them
+    (--every and --cron exclusive, --tz with --cron only), before Redis is asked."""
+    if args.every is None and args.cron is None and (
+        args.activate_in is None and args.activate_at is None
+    ):
+        raise CliError("one of the arguments --in --at --every --cron is required "
+                           "(see 'redistimers schedule --help')")
+    try:
+        if args.every is not None and args.cron is not None:
+            check_period(args.every, args.cron, None)
+        if args.tz is not None and args.cron is None:
+            check_period(None, None, args.tz)
+    except InvalidTimerError as exc:  # the Python API's own words
+        raise CliError(str(exc)) from None
+    if args.cron is not None:
+        try:
+            check_period(None, args.cron, args.tz)
+        except InvalidTimerError as exc:  # --cron was checked by the parser: --tz is wrong
+            raise CliError(f"argument --tz: {exc}") from None
+
+
+def _as_written(args: argparse.Namespace, timer_id: str, payload: Any,
+                sent: dt.datetime) -> TimerInfo:
+    """The timer `schedule` wrote, for when a worker took it before it could be read
+    back: its due time computed from the arguments and this machine's clock."""
+    repeat = check_period(args.every, args.cron, args.tz)
+    if args.activate_at is not None:
+        due_at: dt.datetime = args.activate_at
+    elif args.activate_in is not None:
+        due_at = sent + args.activate_in
+    elif repeat is not None:
+        sent_ms = sent.timestamp() * 1000
+        due_at = dt.datetime.fromtimestamp(
+            repeat.next_after(sent_ms, None) / 1000, dt.timezone.utc
+        )
+    else:  # unreachable: _check_repeats wants one of them
+        due_at = sent
+    return TimerInfo(
+        topic=args.topic, timer_id=timer_id, due_at=due_at, remaining=dt.timedelta(0),
+        attempts=0, leased=False, payload=payload, headers=dict(args.headers),
+        correlation_id=args.correlation_id, every=args.every, cron=args.cron,
+        tz=(repeat.tz if repeat is not None and repeat.cron is not None else None),
+    )
+
+
 def _typed_payload(scheduler: TimerScheduler, topic: str, raw: Any) -> Any:
     """The JSON of --payload in the topic's payload type, when the scheduler has a handler
     for the topic (as a web app's scheduler given to `main` does); else as it is."""
@@ -146,23 +196,42 @@ def _typed_payload(scheduler: TimerScheduler, topic: str, raw: Any) -> Any:
 
 def schedule(ctx: Context) -> int:
     args = ctx.args
+    _check_repeats(args)
     scheduler = ctx.scheduler()
+    payload = _typed_payload(scheduler, args.topic, args.payload)
+    sent = dt.datetime.now(dt.timezone.utc)
     timer_id = scheduler.set_timer(
         args.topic,
-        _typed_payload(scheduler, args.topic, args.payload),
+        payload,
         activate_in=args.activate_in,
         activate_at=args.activate_at,
         timer_id=args.timer_id,
         headers=dict(args.headers),
         correlation_id=args.correlation_id,
+        every=args.every,
+        cron=args.cron,
+        tz=args.tz,
     )
-    if ctx.json:
-        ctx.console.json({
-            "topic": args.topic, "timer_id": timer_id,
-            "activate_in": args.activate_in, "activate_at": args.activate_at,
-        })
+    read_back = scheduler.get_timer(args.topic, timer_id)
+    timer = read_back or _as_written(args, timer_id, payload, sent)
+    if ctx.json:  # as `get --json` shows it, and whether it is still there to get
+        shown = jsonable(timer)
+        shown["pending"] = read_back is not None
+        if read_back is None:
+            shown["attempts"] = None  # a worker took it: how often is not known
+        ctx.console.json(shown)
+        return 0
+    if args.activate_in is None and args.activate_at is None:  # the first of a series
+        due = f"due at {when(timer.due_at)}"
+        if read_back is not None and timer.remaining:
+            due += f" (in {duration(timer.remaining)})"
     else:
-        ctx.console.line(f"scheduled timer {timer_id} on topic {args.topic!r}, {_due_text(ctx)}")
+        due = _due_text(ctx)
+    repeats = _repeats(timer)
+    if repeats is not None:
+        due += f", then {repeats}"
+    gone = "" if read_back is not None else "; a worker took it already"
+    ctx.console.line(f"scheduled timer {timer_id} on topic {args.topic!r}, {due}{gone}")
     return 0
 
 

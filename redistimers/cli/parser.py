@@ -5,20 +5,38 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from .. import __version__
 from ..durations import parse_duration
 from ..errors import InvalidTimerError
+from ..periodic import check_period
+from ..validation import check_due
 from . import commands, run
 from .output import one_line
 
+#: What argparse takes for a value rather than an option: a minus then a digit, as in
+#: ``-5``, ``-0.5``, and ``-5s`` or ``-1h30m`` (the matcher of recent CPython's argparse;
+#: older ones take only plain numbers, so ``--in -5s`` was "expected one argument").
+_VALUE_LIKE = re.compile(r"-\.?\d")
+
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line: ``redistimers: error: ...`` and exit 2."""
+    """argparse, with usage errors on one line: ``redistimers: error: ...`` and exit 2,
+    and values starting with a minus and a digit read as values (``--in -5s``), so that
+    they reach their check instead of being taken for an unknown option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _VALUE_LIKE
 
     def error(self, message: str) -> NoReturn:
+        option = re.fullmatch(r"argument (--[\w-]+)(?:/\S+)?: expected one argument", message)
+        if option:  # its value was taken for an option, or is missing
+            message += f"; for a value starting with '-', write {option[1]}=VALUE"
         self.exit(2, f"redistimers: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
@@ -61,6 +79,46 @@ def duration(text: str) -> dt.timedelta:
         return parse_duration(text)
     except InvalidTimerError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _signed_duration(text: str) -> dt.timedelta:
+    """A duration that may be negative ('-5s'), for the Python API's checks to judge."""
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        try:
+            return -parse_duration(stripped[1:])
+        except InvalidTimerError:
+            pass  # refused below, naming all of `text`
+    return duration(text)
+
+
+def _as_the_api_says(check: Callable[[], object], value: object, text: str) -> None:
+    """Run one of the Python API's checks: what it refuses is a usage error in its words,
+    with the value as it was typed ('-5s', not a timedelta's repr)."""
+    try:
+        check()
+    except InvalidTimerError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(repr(value), repr(text))) from None
+
+
+def delay(text: str) -> dt.timedelta:
+    """--in: a duration, refused as set_timer(activate_in=...) refuses it (negative...)."""
+    value = _signed_duration(text)
+    _as_the_api_says(lambda: check_due(value, None), value, text)
+    return value
+
+
+def period(text: str) -> dt.timedelta:
+    """--every: a duration, refused as set_timer(every=...) refuses it (under 1 ms...)."""
+    value = _signed_duration(text)
+    _as_the_api_says(lambda: check_period(value, None, None), value, text)
+    return value
+
+
+def cron_expression(text: str) -> str:
+    """--cron: five fields, checked as set_timer(cron=...) checks them (needs croniter)."""
+    _as_the_api_says(lambda: check_period(None, text, None), text, text)
+    return text
 
 
 def aware_datetime(text: str) -> dt.datetime:
@@ -217,11 +275,25 @@ def build_parser() -> ArgumentParser:
     get.add_argument("timer_id", metavar="ID")
     get.set_defaults(run=commands.get)
 
-    schedule = command("schedule", "schedule a timer (or replace the one with --id)", admin,
-                       epilog="Example: redistimers schedule invoices --in 30m --id INV-1 "
-                       "--payload '{\"invoice_id\": \"INV-1\"}'")
+    schedule = command(
+        "schedule", "schedule a timer (or replace the one with --id)", admin,
+        epilog="Examples: redistimers schedule invoices --in 30m --id INV-1 --payload "
+        "'{\"invoice_id\": \"INV-1\"}';  redistimers schedule reports --cron "
+        "'0 7 * * mon' --tz Europe/Berlin --id weekly",
+    )
     schedule.add_argument("topic", metavar="TOPIC")
-    _when_options(schedule)
+    _when_options(schedule, required=False)
+    repeat = schedule.add_argument_group(
+        "repeating (--in or --at then only sets the first time; by default it is one "
+        "--every from now, or the next time of --cron)"
+    )
+    repeat.add_argument("--every", type=period, metavar="DURATION",
+                        help="repeat at a fixed rate: 30s, 5m, 1h, 1d")
+    repeat.add_argument("--cron", type=cron_expression, metavar="EXPR",
+                        help="repeat at the times of a cron expression, like '0 7 * * mon' "
+                        "(needs redistimers[cron])")
+    repeat.add_argument("--tz", metavar="ZONE",
+                        help="the time zone of --cron, like Europe/Berlin (default: UTC)")
     schedule.add_argument("--id", dest="timer_id", metavar="ID",
                           help="the timer's id (default: a new random one)")
     schedule.add_argument("--payload", type=json_value, default=None, metavar="JSON",
@@ -273,9 +345,9 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _when_options(parser: ArgumentParser) -> None:
-    when = parser.add_mutually_exclusive_group(required=True)
-    when.add_argument("--in", dest="activate_in", type=duration, metavar="DURATION",
+def _when_options(parser: ArgumentParser, *, required: bool = True) -> None:
+    when = parser.add_mutually_exclusive_group(required=required)
+    when.add_argument("--in", dest="activate_in", type=delay, metavar="DURATION",
                       help="after a delay: 90s, 15m, 2h, 7d, 1h30m")
     when.add_argument("--at", dest="activate_at", type=aware_datetime, metavar="ISO8601",
                       help="at a time with a UTC offset: 2030-01-01T09:00:00+01:00 or ...Z")
