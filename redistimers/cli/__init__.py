@@ -15,6 +15,9 @@ stderr. Unlike the library, which only logs, the command prints: it is user inte
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
 from collections.abc import Sequence
 
 import redis
@@ -33,6 +36,21 @@ OWN_CONNECTION = ("demo", "worker")
 LONG_RUNNING = ("worker", "serve")
 
 
+#: Characters a log line must not carry to a terminal or a log file: C0 controls (ANSI
+#: escapes start with ESC), DEL and C1 controls (CSI), but tabs and the newlines of a
+#: traceback.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class PlainFormatter(logging.Formatter):
+    """Log lines as plain text: a control character in a message (an escape sequence in
+    a client's request path, in a handler's message) is written as ``\\x1b``, so a log
+    line can neither colour nor rewrite the terminal or the log file it goes to."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", super().format(record))
+
+
 def _configure_logging(command: str, verbose: bool, level_name: str | None) -> None:
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     if command in LONG_RUNNING:
@@ -42,7 +60,12 @@ def _configure_logging(command: str, verbose: bool, level_name: str | None) -> N
         level = logging.INFO
     else:  # the command reports its own results and errors (the demo, errors too, as ever)
         level = logging.ERROR if command == "demo" else logging.CRITICAL
-    logging.basicConfig(level=level, format=log_format)
+    if logging.root.handlers:  # configured already (as basicConfig would leave it)
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(PlainFormatter(log_format))
+    logging.root.addHandler(handler)
+    logging.root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None, *, scheduler: TimerScheduler | None = None) -> int:
@@ -75,5 +98,19 @@ def main(argv: Sequence[str] | None = None, *, scheduler: TimerScheduler | None 
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`redistimers list t | head`)
+        _silence_stdout()
+        return 141  # as a command killed by SIGPIPE
     return code
+
+
+def _silence_stdout() -> None:
+    """Send what is left for stdout to /dev/null, so that Python's flush at exit does not
+    fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        pass
 
