@@ -369,6 +369,32 @@ def test_schedule_json_is_the_timer_as_get_shows_it(cli: Cli) -> None:
     )
 
 
+def _readme_json_fields(bullet: str, end: str) -> list[str]:
+    """The field names README.rst's "The command line" lists in `bullet`, up to `end`."""
+    text = (REPO / "README.rst").read_text(encoding="utf-8")
+    section = text[text.index("The command line\n"):]
+    start = section.index(bullet)
+    listed = section[start:section.index(end, start)]
+    return re.findall(r"``(\w+)``", listed.split(": ", 1)[1])
+
+
+def test_the_readme_lists_the_json_fields_of_a_timer_stats_and_a_dead_letter(
+    cli: Cli, make_scheduler: SchedulerFactory
+) -> None:
+    failing = make_scheduler(_failing_router("t"))
+    failing.set_timer("t", 1, activate_in=0, timer_id="dead")
+    assert failing.run_pending() == 1
+    make_scheduler().set_timer("t", 1, activate_in=60, timer_id="x")
+    timer = _readme_json_fields("- a timer (", "(the last three")
+    assert timer == list(cli("get", "t", "x", "--json").json)
+    assert [*timer, "pending"] == list(cli("schedule", "t", "--in", "1m", "--json").json)
+    assert timer == list(cli("list", "t", "--json").json["timers"][0])
+    stats = _readme_json_fields("- ``stats``: ", "(without a topic")
+    assert stats == list(cli("stats", "t", "--json").json)
+    dead = _readme_json_fields("- ``dead list``: ", ";")
+    assert dead == list(cli("dead", "list", "t", "--json").json[0])
+
+
 class _WorkerAtOnce(TimerScheduler):
     """A scheduler whose process delivers the due timers as soon as one is written, so
     that a timer due now is gone before `schedule` reads it back (as a busy worker does)."""
