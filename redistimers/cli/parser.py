@@ -300,15 +300,14 @@ def build_parser() -> ArgumentParser:
     )
     schedule.add_argument("topic", metavar="TOPIC")
     _when_options(schedule, required=False)
-    repeat = schedule.add_argument_group(
-        "repeating (--in or --at then only sets the first time; by default it is one "
-        "--every from now, or the next time of --cron)"
-    )
+    repeat = schedule.add_argument_group("repeating (--in or --at then sets the first time)")
     repeat.add_argument("--every", type=period, metavar="DURATION",
-                        help="repeat at a fixed rate: 30s, 5m, 1h, 1d")
+                        help="repeat at a fixed rate: 30s, 5m, 1h, 1d (first time: one "
+                        "period from now, without --in or --at)")
     repeat.add_argument("--cron", type=cron_expression, metavar="EXPR",
                         help="repeat at the times of a cron expression, like '0 7 * * mon' "
-                        "(needs redistimers[cron])")
+                        "(first time: its next one, without --in or --at; needs "
+                        "redistimers[cron])")
     repeat.add_argument("--tz", metavar="ZONE",
                         help="the time zone of --cron, like Europe/Berlin (default: UTC)")
     schedule.add_argument("--id", dest="timer_id", metavar="ID",
