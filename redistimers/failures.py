@@ -3,6 +3,8 @@ says so in words (unreachable, full, refused credentials or permissions)."""
 
 from __future__ import annotations
 
+import urllib.parse
+
 import redis
 
 from .errors import (
@@ -23,6 +25,19 @@ def describe_location(client: redis.Redis) -> str:
     if kwargs.get("path"):
         return f"unix socket {kwargs['path']}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password, if any, replaced by ``***``: fit for messages and logs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def describe_user(client: redis.Redis) -> str:

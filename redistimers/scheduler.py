@@ -24,7 +24,7 @@ from .errors import (
     PayloadTooLargeError,
     SchedulerStateError,
 )
-from .failures import call_error, describe_user
+from .failures import call_error, describe_user, redacted_url
 from .failures import describe_location as describe_location  # where the CLI finds it
 from .inspection import TimerInspection
 from .metrics import MetricsCounter
@@ -156,7 +156,9 @@ class TimerScheduler(TimerAdmin):
         try:
             client = redis.Redis.from_url(url, **client_options)
         except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL {url!r}: {exc}") from exc
+            raise ConfigurationError(
+                f"invalid Redis URL {redacted_url(url)!r}: {exc}"
+            ) from None  # redis-py's error may hold the URL, password and all
         return cls(client, routers, namespace, **scheduler_options)
 
     # -- scheduling ---------------------------------------------------------------------

@@ -757,3 +757,10 @@ def test_a_timer_written_as_the_readme_wire_format_says_is_delivered(
     assert (delivery.timer_id, dict(delivery.headers), delivery.correlation_id) == (
         "w1", {"k": "v"}, "c-1"
     )
+
+
+def test_from_url_with_a_malformed_url_does_not_show_its_password() -> None:
+    with pytest.raises(ConfigurationError, match="invalid Redis URL") as caught:
+        TimerScheduler.from_url("redis://user:hunter2@host:notaport/0")
+    assert "hunter2" not in str(caught.value)
+    assert "***" in str(caught.value)

@@ -4,7 +4,6 @@ checked into a `TimersSettings` (strings accepted where environment variables gi
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ import redis
 
 from .. import defaults
 from ..errors import ConfigurationError, InvalidTimerError
+from ..failures import redacted_url
 from ..retry import RetryPolicy
 from ..validation import check_namespace, seconds_of
 
@@ -63,18 +63,6 @@ def _seconds(name: str, value: object, minimum: float, inclusive: bool) -> float
     return seconds
 
 
-def _redacted(url: str) -> str:
-    """`url` with its password, if any, replaced by ``***``: fit for an error message."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def _redis_options(value: object) -> dict[str, Any]:
     """REDISTIMERS_REDIS_OPTIONS: a mapping of redis-py keywords, none that the scheduler
     would take for itself."""
@@ -105,7 +93,7 @@ def _check_client(url: str, options: Mapping[str, Any]) -> None:
         client = redis.Redis.from_url(url, **options)
     except ValueError as exc:  # scheme, port, or a query-string option
         raise ConfigurationError(
-            f"REDISTIMERS_URL {_redacted(url)!r} is not a Redis URL: {exc} "
+            f"REDISTIMERS_URL {redacted_url(url)!r} is not a Redis URL: {exc} "
             "(e.g. 'redis://localhost:6379/0', 'rediss://...' or 'unix:///path/redis.sock')"
         ) from exc
     except TypeError as exc:
@@ -116,7 +104,7 @@ def _check_client(url: str, options: Mapping[str, Any]) -> None:
     except (TypeError, ValueError, redis.exceptions.RedisError) as exc:
         culprit = "REDISTIMERS_REDIS_OPTIONS (redis.Redis.from_url keyword arguments)"
         raise ConfigurationError(
-            f"{culprit if options else f'REDISTIMERS_URL {_redacted(url)!r}'}: {exc}"
+            f"{culprit if options else f'REDISTIMERS_URL {redacted_url(url)!r}'}: {exc}"
         ) from exc
     finally:
         client.close()
