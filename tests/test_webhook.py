@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import logging
 import shutil
 import socket
 import ssl
@@ -18,8 +19,16 @@ from typing import Any
 
 import attrs
 import pytest
+import redis
 
-from redistimers import PayloadTypeError, RetryPolicy, Router, TimerScheduler
+from redistimers import (
+    InvalidTimerError,
+    PayloadTypeError,
+    RetryPolicy,
+    Router,
+    TimerScheduler,
+    TimerSpec,
+)
 from redistimers.contrib.webhook import (
     InvalidWebhookError,
     WebhookConnectionError,
@@ -363,6 +372,56 @@ def test_hosts_off_the_allow_list_are_refused(receiver: Receiver) -> None:
                     "https://hooks.example.com.evil.test/"):
         with pytest.raises(WebhookRefused, match="allow-list"):
             webhooks.check(refused)
+
+
+def redis_contents(client: redis.Redis) -> dict[bytes, bytes]:
+    return {key: client.dump(key) for key in sorted(client.keys("*"))}  # type: ignore[misc]
+
+
+def test_set_timer_refuses_a_host_off_the_allow_list_before_anything_is_written(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    webhooks = Webhooks(["hooks.example.com", "*.partner.example"])
+    scheduler = webhook_scheduler(make_scheduler, webhooks)
+    scheduler.set_timer("webhooks", WebhookPayload("https://hooks.example.com/a", {}),
+                        activate_in=3600, timer_id="kept")
+    before = redis_contents(redis_client)
+    with pytest.raises(InvalidTimerError) as refused:
+        scheduler.set_timer("webhooks", WebhookPayload("https://evil.example/x?s=1", {}),
+                            activate_in=3600, timer_id="kept")
+    assert str(refused.value) == (
+        "webhook refused: host 'evil.example' of https://evil.example/x?... is not in the "
+        "allow-list ('hooks.example.com', '*.partner.example')"
+    )
+    good = TimerSpec("webhooks", WebhookPayload("https://eu.partner.example/b", {}),
+                     activate_in=3600)
+    bad = TimerSpec("webhooks", WebhookPayload("http://10.0.0.1/", {}), activate_in=3600)
+    with pytest.raises(InvalidTimerError, match=r"'10\.0\.0\.1' .* not in the allow-list"):
+        scheduler.set_timers([good, bad])
+    scheduler_any = webhook_scheduler(make_scheduler, Webhooks(["*"]))
+    with pytest.raises(InvalidTimerError, match=r"10\.0\.0\.1/ is not a public address"):
+        scheduler_any.set_timer("webhooks", bad.payload, activate_in=3600)
+    assert redis_contents(redis_client) == before
+    scheduler.set_timers([good])  # no DNS at scheduling: names are resolved when sent
+
+
+def test_process_without_the_allow_list_accepts_the_webhook_and_the_worker_refuses_it_once(
+    make_scheduler: SchedulerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A web app that schedules without registering the Webhooks handler: no allow-list.
+    make_scheduler().set_timer("webhooks", WebhookPayload(receiver.url("/x"), {}),
+                               activate_in=0, timer_id="t")
+    worker = webhook_scheduler(make_scheduler, Webhooks(["hooks.example.com"]))
+    caplog.set_level(logging.DEBUG, logger="redistimers")
+    with worker:
+        wait_for(lambda: worker.dead_timers("webhooks"), timeout=5)
+    [dead] = worker.dead_timers("webhooks")
+    assert (dead.error_type, dead.attempts) == ("WebhookRefused", 1)
+    assert "host '127.0.0.1' of" in dead.error
+    assert "is not in the allow-list ('hooks.example.com')" in dead.error
+    assert receiver.received() == []
+    refusals = [r for r in caplog.records if "not in the allow-list" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in refusals] == [("redistimers.delivery", "ERROR")]
 
 
 def test_public_addresses_are_told_from_internal_ones() -> None:

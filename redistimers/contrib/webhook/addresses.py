@@ -46,6 +46,7 @@ class AllowList:
         self._any_host = False
         self._hosts: set[str] = set()
         self._suffixes: list[str] = []
+        self._entries: list[str] = []
         for entry in allowed_hosts:
             self._allow(entry)
         if not (self._any_host or self._hosts or self._suffixes):
@@ -55,6 +56,7 @@ class AllowList:
         if not isinstance(entry, str):
             raise ConfigurationError(f"allowed host {entry!r} must be a str")
         host = normal_host(entry.strip())
+        self._entries.append(host)
         if host == "*":
             self._any_host = True
             return
@@ -67,6 +69,12 @@ class AllowList:
             self._suffixes.append("." + name)
         else:
             self._hosts.add(name)
+
+    def __str__(self) -> str:
+        """The entries, for error messages: the first ten, and how many more."""
+        listed = ", ".join(repr(entry) for entry in self._entries[:10])
+        more = len(self._entries) - 10
+        return f"({listed}, and {more} more)" if more > 0 else f"({listed})"
 
     def allows(self, host: str) -> bool:
         """Whether `host` (as `normal_host` gives it) is on the list."""

@@ -4,7 +4,6 @@ the checks before sending, and how an answer becomes the timer's outcome."""
 from __future__ import annotations
 
 import json
-import logging
 import ssl
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -12,15 +11,13 @@ from typing import Any
 
 from ... import __version__
 from ...codec import converter
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, InvalidTimerError
 from ...models import Delivery
 from ...router import Router
 from .addresses import AllowList, is_ip, is_public_address, normal_host, resolve
 from .client import WebhookResponse, endpoint, exchange, parse_retry_after
 from .errors import InvalidWebhookError, WebhookFailed, WebhookRefused, WebhookRetryAfter
 from .payload import WebhookPayload, check_url, delivery_headers, shown
-
-log = logging.getLogger("redistimers.webhook")
 
 #: Seconds one request may take in all, from connecting to the last byte read: a receiver
 #: that hangs or trickles must not hold a handler slot for long.
@@ -70,9 +67,22 @@ class Webhooks:
         self._ssl_context = ssl_context or ssl.create_default_context()
 
     def register(self, router: Router, topic: str = "webhooks", **handler_options: Any) -> None:
-        """Make this the handler of `topic` in `router`, for WebhookPayload timers;
+        """Make this the handler of `topic` in `router`, for WebhookPayload timers, whose
+        URLs a process with `router` then checks when they are scheduled (`check_payload`);
         `handler_options` (max_concurrent, lease_ttl, retry) go to `router.handler`."""
-        router.handler(topic, payload=WebhookPayload, **handler_options)(self.handler)
+        router.handler(
+            topic, payload=WebhookPayload, payload_check=self.check_payload, **handler_options
+        )(self.handler)
+
+    def check_payload(self, payload: object) -> None:
+        """The topic's payload check: raise InvalidTimerError, before anything is written,
+        for a webhook `check` refuses (delivery would only dead-letter it)."""
+        if not isinstance(payload, WebhookPayload):
+            return  # not this check's to judge: the topic's type check refuses it
+        try:
+            self.check(payload)
+        except WebhookRefused as exc:
+            raise InvalidTimerError(f"webhook refused: {exc}") from None
 
     def check(self, webhook: WebhookPayload | str) -> None:
         """Raise WebhookRefused unless this worker may send to the URL, as far as can be
@@ -84,7 +94,9 @@ class Webhooks:
             raise WebhookRefused(str(exc)) from exc
         host = normal_host(urllib.parse.urlsplit(url).hostname or "")
         if not self._allowed.allows(host):
-            raise WebhookRefused(f"host {host!r} of {shown(url)} is not in the allow-list")
+            raise WebhookRefused(
+                f"host {host!r} of {shown(url)} is not in the allow-list {self._allowed}"
+            )
         if is_ip(host) and not self.allow_private and not is_public_address(host):
             raise WebhookRefused(f"{shown(url)} is not a public address")
 
@@ -122,12 +134,8 @@ class Webhooks:
                 webhook = converter.structure(webhook, WebhookPayload)
             except Exception as exc:
                 raise WebhookRefused(f"not a webhook payload: {exc}") from exc
-        try:
-            response = self.send(webhook, delivery_headers(delivery))
-        except WebhookRefused as exc:
-            log.warning("webhook of timer %s/%s refused, so dead-lettered: %s",
-                        delivery.topic, delivery.timer_id, exc)
-            raise
+        # A refusal (WebhookRefused) goes up as it is: the timer's dead-lettering logs it.
+        response = self.send(webhook, delivery_headers(delivery))
         if response.ok:
             return
         message = f"HTTP {response.status} {response.reason} from {webhook.method} " + shown(
