@@ -283,6 +283,101 @@ def test_response_body_is_read_only_up_to_max_response_bytes(receiver: Receiver)
     assert (response.status, len(response.body)) == (500, 1000)
 
 
+# -- idempotency keys -------------------------------------------------------------------------
+
+
+def test_idempotency_key_is_the_same_for_every_attempt_and_new_when_the_timer_is_set_again(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    scheduler = webhook_scheduler(make_scheduler, local_webhooks())
+    keys: list[list[str]] = []
+    for _ in range(2):  # the same timer id, set again with an identical (new) payload
+        receiver.script("/paid", Answer(503), Answer(200))
+        before = len(receiver.received())
+        payload = WebhookPayload(receiver.url("/paid"), {"invoice": "INV-1"})
+        scheduler.set_timer("webhooks", payload, activate_in=0, timer_id="inv-1")
+        with scheduler:
+            wait_for(timer_gone(scheduler, "webhooks", "inv-1"))
+        first, second = receiver.received()[before:]
+        assert [first.headers["x-redistimers-attempt"], second.headers["x-redistimers-attempt"]] \
+            == ["1", "2"]
+        # The due time is the retry's: what receivers were told to deduplicate on moved.
+        assert first.headers["x-redistimers-due-at"] != second.headers["x-redistimers-due-at"]
+        assert first.headers["idempotency-key"] == second.headers["idempotency-key"] \
+            == f'"{payload.idempotency_key}"'  # an RFC 8941 string, as the IETF draft says
+        keys.append([first.headers["idempotency-key"], second.headers["idempotency-key"]])
+    assert keys[0][0] != keys[1][0]
+
+
+def test_idempotency_key_is_made_with_the_payload_and_can_be_given() -> None:
+    url = "https://hooks.example.com/"
+    made = [WebhookPayload(url, {"a": 1}) for _ in range(100)]
+    assert len({p.idempotency_key for p in made}) == 100
+    assert all(len(p.idempotency_key or "") == 22 for p in made)  # 128 random bits
+    given = WebhookPayload(url, None, idempotency_key="order-7 paid")
+    assert given == WebhookPayload(url, None, idempotency_key="order-7 paid")
+    for bad in ("", "x" * 256, 'say "hi"', "back\\slash", "é", "tab\t", 7):
+        with pytest.raises(InvalidWebhookError, match="idempotency_key"):
+            WebhookPayload(url, {}, idempotency_key=bad)
+
+
+def test_idempotency_key_costs_webhook_timers_a_few_dozen_bytes(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> None:
+    scheduler = webhook_scheduler(make_scheduler, Webhooks(["hooks.example.com"]))
+    payload = WebhookPayload("https://hooks.example.com/a", {"n": 1})
+    scheduler.set_timer("webhooks", payload, activate_in=3600, timer_id="t")
+    stored = redis_client.hget("redistimers:{webhooks}:body", "t") or b""
+    without = stored.replace(f',"idempotency_key":"{payload.idempotency_key}"'.encode(), b"")
+    assert len(stored) - len(without) == 43
+
+
+def test_payload_header_idempotency_key_is_sent_instead_of_the_payloads_key(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    scheduler = webhook_scheduler(make_scheduler, local_webhooks())
+    payload = WebhookPayload(receiver.url("/own"), {}, headers={"idempotency-key": "mine"})
+    scheduler.set_timer("webhooks", payload, activate_in=0, timer_id="t")
+    with scheduler:
+        wait_for(timer_gone(scheduler, "webhooks", "t"))
+    [request] = receiver.received()
+    assert request.headers["idempotency-key"] == "mine"
+
+
+def test_periodic_webhook_without_a_key_of_its_own_gets_one_per_delivery(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    # A handler cannot tell an occurrence from a retry (both come as a delivery due when it
+    # was claimed), so a periodic webhook takes idempotency_key=None: every delivery, each
+    # occurrence's first one included, then has a key of its own.
+    receiver.script("/tick", Answer(503), Answer(200))
+    scheduler = webhook_scheduler(make_scheduler, local_webhooks())
+    payload = WebhookPayload(receiver.url("/tick"), None, idempotency_key=None)
+    scheduler.set_timer("webhooks", payload, every=0.3, timer_id="tick")
+    with scheduler:
+        wait_for(lambda: len(receiver.received()) >= 3)
+    scheduler.cancel_timer("webhooks", "tick")
+    requests = receiver.received()[:3]
+    assert [r.headers["x-redistimers-attempt"] for r in requests] == ["1", "2", "1"]
+    keys = [r.headers["idempotency-key"] for r in requests]
+    assert len(set(keys)) == 3
+    assert all(len(k) == 24 for k in keys)
+
+
+def test_webhook_written_as_json_without_a_key_gets_a_new_key_at_every_attempt(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
+    # As another language (or the HTTP API of a process without the handler) writes it.
+    receiver.script("/raw", Answer(503), Answer(200))
+    make_scheduler().set_timer("webhooks", {"url": receiver.url("/raw"), "body": None},
+                               activate_in=0, timer_id="t")
+    scheduler = webhook_scheduler(make_scheduler, local_webhooks())
+    with scheduler:
+        wait_for(timer_gone(scheduler, "webhooks", "t"))
+    first, second = receiver.received()
+    assert first.headers["idempotency-key"] != second.headers["idempotency-key"]
+
+
 # -- timeouts and connection errors ------------------------------------------------------------
 
 

@@ -5,6 +5,9 @@
     scheduler.set_timer("webhooks", WebhookPayload("https://hooks.example.com/paid", {"id": 7}),
                         activate_in=dt.timedelta(hours=1))
 
+Every attempt carries an Idempotency-Key header, the payload's `idempotency_key`: new for
+each WebhookPayload made, so receivers can tell a retry from a timer set again.
+
 HTTP is spoken by the standard library (http.client): no extra dependency. A worker sends
 only to hosts on its allow-list and, unless `allow_private`, only to public addresses: it
 resolves the host, refuses loopback, private, link-local, reserved and other non-global
@@ -14,7 +17,8 @@ never used, and a response body is read only up to `max_response_bytes`.
 
 The package, a module per job: `payload` (WebhookPayload and its checks), `addresses` (the
 allow-list and the public-address check), `client` (one HTTP exchange), `webhooks` (the
-Webhooks handler) and `errors`; every public name is here.
+Webhooks handler, and the check of a scheduled URL against its allow-list) and `errors`;
+every public name is here.
 """
 
 from __future__ import annotations
@@ -31,11 +35,14 @@ from .errors import (
     WebhookTimeout,
 )
 from .payload import (
+    MAX_IDEMPOTENCY_KEY,
     METHODS,
     RESERVED_HEADERS,
     RESERVED_PREFIX,
     WebhookPayload,
     delivery_headers,
+    idempotency_key,
+    new_idempotency_key,
     shown,
 )
 from .webhooks import (
@@ -49,6 +56,7 @@ from .webhooks import (
 
 __all__ = [
     "ERROR_BODY_CHARS",
+    "MAX_IDEMPOTENCY_KEY",
     "MAX_RESPONSE_BYTES",
     "MAX_RETRY_AFTER",
     "METHODS",
@@ -67,7 +75,9 @@ __all__ = [
     "WebhookTimeout",
     "Webhooks",
     "delivery_headers",
+    "idempotency_key",
     "is_public_address",
+    "new_idempotency_key",
     "parse_retry_after",
     "shown",
 ]

@@ -1,9 +1,12 @@
 """The webhook a timer carries, WebhookPayload, checked when made; the headers that name the
-delivery; and `shown`, a URL fit for logs."""
+delivery, its Idempotency-Key among them; and `shown`, a URL fit for logs."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 import urllib.parse
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -20,7 +23,12 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 RESERVED_PREFIX = "x-redistimers-"
 
+#: Longest idempotency key a payload may carry (Stripe's limit): a key names, it holds nothing.
+MAX_IDEMPOTENCY_KEY = 255
+
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+#: What an RFC 8941 string holds without escapes: printable ASCII but '"' and '\'.
+_KEY = re.compile(r'[ !#-\[\]-~]+\Z')
 
 
 def check_url(instance: object, attribute: object, url: Any) -> None:
@@ -77,17 +85,40 @@ def _check_headers(instance: object, attribute: object, headers: Mapping[str, st
             )
 
 
+def new_idempotency_key() -> str:
+    """A fresh idempotency key: 128 random bits as 22 URL-safe characters."""
+    return secrets.token_urlsafe(16)
+
+
+def _check_key(instance: object, attribute: object, key: object) -> None:
+    if key is None:
+        return
+    if not isinstance(key, str) or len(key) > MAX_IDEMPOTENCY_KEY or not _KEY.match(key):
+        raise InvalidWebhookError(
+            f"webhook idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII "
+            f"characters without '\"' or '\\' (or None), got {key!r}"
+        )
+
+
 @attrs.frozen
 class WebhookPayload:
     """A webhook to send: `body` (any JSON value; None for no body) goes to `url` as
     application/json with `method` and the extra `headers`. Checked when made, so a bad
-    one fails at `set_timer` (and, written by other means, dead-letters as undecodable)."""
+    one fails at `set_timer` (and, written by other means, dead-letters as undecodable).
+
+    `idempotency_key`, sent as the Idempotency-Key header of every attempt, is new for
+    each payload made (so a timer set again is a new webhook) unless given; None sends a
+    key of each delivery's own instead (for periodic timers, see `idempotency_key()`).
+    """
 
     url: str = attrs.field(validator=check_url)
     body: Any
     method: str = attrs.field(default="POST", converter=_upper, validator=_check_method)
     headers: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_headers, validator=_check_headers
+    )
+    idempotency_key: str | None = attrs.field(
+        kw_only=True, factory=new_idempotency_key, validator=_check_key
     )
 
 
@@ -101,9 +132,24 @@ def shown(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}" + ("?..." if parts.query else "")
 
 
-def delivery_headers(delivery: Delivery) -> dict[str, str]:
-    """The headers that tell the receiver which delivery this is (an idempotency key:
-    topic, timer id and due time; the attempt counts up on every retry)."""
+def idempotency_key(webhook: WebhookPayload, delivery: Delivery) -> str:
+    """The key a receiver deduplicates `webhook` on: the payload's own, the same for every
+    attempt; without one (None), a key of this delivery alone, from its topic, timer id and
+    due time. (A handler cannot tell a periodic timer's next occurrence from a retry: both
+    come as a delivery due when claimed; so a periodic webhook needs the latter.)"""
+    if webhook.idempotency_key is not None:
+        return webhook.idempotency_key
+    name = f"{delivery.topic}\x1f{delivery.timer_id}\x1f{delivery.due_at.isoformat()}"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+def delivery_headers(
+    delivery: Delivery, webhook: WebhookPayload | None = None
+) -> dict[str, str]:
+    """The headers that tell the receiver which delivery this is (the attempt counts up on
+    every retry, and the due time is the retry's), with `webhook`'s Idempotency-Key (an
+    RFC 8941 string) unless its own headers set one."""
     headers = {
         "X-Redistimers-Topic": delivery.topic,
         "X-Redistimers-Timer-Id": delivery.timer_id,
@@ -112,7 +158,12 @@ def delivery_headers(delivery: Delivery) -> dict[str, str]:
     }
     if delivery.correlation_id is not None:
         headers["X-Redistimers-Correlation-Id"] = delivery.correlation_id
-    return {name: _header_value(value) for name, value in headers.items()}
+    headers = {name: _header_value(value) for name, value in headers.items()}
+    if webhook is not None and not any(
+        name.lower() == "idempotency-key" for name in webhook.headers
+    ):
+        headers["Idempotency-Key"] = f'"{idempotency_key(webhook, delivery)}"'
+    return headers
 
 
 def _header_value(value: str) -> str:

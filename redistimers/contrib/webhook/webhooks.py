@@ -135,7 +135,7 @@ class Webhooks:
             except Exception as exc:
                 raise WebhookRefused(f"not a webhook payload: {exc}") from exc
         # A refusal (WebhookRefused) goes up as it is: the timer's dead-lettering logs it.
-        response = self.send(webhook, delivery_headers(delivery))
+        response = self.send(webhook, delivery_headers(delivery, webhook))
         if response.ok:
             return
         message = f"HTTP {response.status} {response.reason} from {webhook.method} " + shown(
