@@ -7,6 +7,7 @@ their own way.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -152,8 +153,21 @@ class _Context:
                 due_at=datetime_of_ms(self.timer.due_ms),
                 headers=envelope.headers if envelope else {},
                 correlation_id=envelope.correlation_id if envelope else None,
+                occurrence_at=self._occurrence_at(),
             )
         return self._delivery
+
+    def _occurrence_at(self) -> dt.datetime | None:
+        envelope = self.envelope
+        if envelope is None or envelope.period is None:
+            return None
+        try:
+            occurrence_ms = envelope.period.occurrence_at(self.timer.due_ms, envelope.anchor_ms)
+        except Exception as exc:  # croniter missing here: the delivery says so when it ends
+            log.debug("no occurrence time for %s/%s: %s", self.timer.topic,
+                      self.timer.timer_id, exc, extra=log_extra(self.timer))
+            return None
+        return datetime_of_ms(occurrence_ms)
 
     def bury(
         self, reason: str, exc: BaseException | None, message: str, attempts: int | None = None

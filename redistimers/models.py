@@ -26,6 +26,9 @@ class Delivery:
     due_at: dt.datetime
     headers: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_headers)
     correlation_id: str | None = None
+    #: For a periodic timer: the time of the occurrence this delivery is for, the same for
+    #: its retries (whose `due_at` is the retry's). None for a one-shot timer.
+    occurrence_at: dt.datetime | None = None
 
 
 @attrs.frozen

@@ -40,6 +40,25 @@ class Period:
         start = dt.datetime.fromtimestamp(ref_ms / 1000, zone)
         return float(croniter(self.cron, start).get_next(float)) * 1000
 
+    def occurrence_at(self, due_ms: float, anchor_ms: float | None) -> float:
+        """The occurrence a delivery due at `due_ms` belongs to: the latest time of the
+        schedule not after it. The same for an occurrence's retries (their due time is the
+        retry's), and for a delivery whose worker died (due at the lost lease's expiry),
+        as long as they stay before the next occurrence."""
+        if self.every_ms is not None:
+            if anchor_ms is None:
+                return due_ms
+            # Scores and the anchor are rounded apart (to the microsecond): a first
+            # occurrence may sit a hair before the anchor it is.
+            slack = min(1.0, self.every_ms / 2)
+            return anchor_ms + math.floor((due_ms - anchor_ms + slack) / self.every_ms) * (
+                self.every_ms
+            )
+        assert self.cron is not None
+        croniter = _croniter()
+        after = dt.datetime.fromtimestamp((due_ms + 1) / 1000, _zone(self.tz))
+        return float(croniter(self.cron, after).get_prev(float)) * 1000
+
     def to_wire(self) -> dict[str, Any]:
         if self.every_ms is not None:
             return {"e": self.every_ms}

@@ -21,6 +21,7 @@ from redistimers import (
     InvalidTimerError,
     RejectTimer,
     RetryPolicy,
+    RetryTimer,
     Router,
     TimerSpec,
 )
@@ -618,3 +619,52 @@ def test_envelope_with_a_malformed_period_is_dead_lettered_not_raised_or_looped(
     assert dead.timer_id == "t"
     assert dead.attempts == 1
     assert len(handler.calls) <= 1
+
+
+# -- the occurrence a delivery is for ------------------------------------------------------
+
+
+def test_occurrence_at_is_the_grid_point_a_delivery_belongs_to() -> None:
+    from redistimers.periodic import Period
+
+    every = Period(every_ms=1000.0)
+    anchor = 1_000_000.0
+    assert every.occurrence_at(anchor, anchor) == anchor
+    assert every.occurrence_at(anchor - 0.0004, anchor) == anchor  # rounded apart
+    assert every.occurrence_at(anchor + 2000.0, anchor) == anchor + 2000.0
+    assert every.occurrence_at(anchor + 2750.0, anchor) == anchor + 2000.0  # a retry of it
+    assert every.occurrence_at(5.0, None) == 5.0
+    cron = Period(cron="*/5 * * * *")
+    nine = dt.datetime(2030, 1, 1, 9, 0, tzinfo=dt.timezone.utc).timestamp() * 1000
+    assert cron.occurrence_at(nine, None) == nine
+    assert cron.occurrence_at(nine + 61_000, None) == nine  # retried a minute later
+    assert cron.occurrence_at(nine + 300_000, None) == nine + 300_000
+
+
+def test_a_periodic_delivery_says_which_occurrence_it_is_for_across_retries(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+) -> None:
+    seen: list[tuple[int, dt.datetime | None, dt.datetime]] = []
+
+    def handle(payload: Any, delivery: Delivery) -> None:
+        seen.append((delivery.attempt, delivery.occurrence_at, delivery.due_at))
+        if payload == 1 and delivery.attempt == 1 and len(seen) <= 2:  # its first occurrence
+            raise RetryTimer(0.05)
+
+    router = Router()
+    router.handler("ticks", retry=FAST_RETRY)(handle)
+    scheduler = make_scheduler(router)
+    scheduler.set_timer("ticks", 1, every=1.0, timer_id="t")
+    scheduler.set_timer("ticks", 2, activate_in=0, timer_id="once")
+    with running(scheduler, release):
+        wait_for(lambda: len(seen) >= 4, 10)
+    once = [s for s in seen if s[1] is None]
+    assert len(once) == 1  # the one-shot timer has no occurrence
+    periodic = [s for s in seen if s[1] is not None][:3]
+    (a1, o1, d1), (a2, o2, d2), (a3, o3, _) = periodic
+    assert (a1, a2, a3) == (1, 2, 1)
+    assert o1 == o2  # a retry: the same occurrence...
+    assert d1 != d2  # ...and a due time of its own
+    assert o3 is not None
+    assert o1 is not None
+    assert o3 - o1 == dt.timedelta(seconds=1)

@@ -344,12 +344,32 @@ def test_payload_header_idempotency_key_is_sent_instead_of_the_payloads_key(
     assert request.headers["idempotency-key"] == "mine"
 
 
-def test_periodic_webhook_without_a_key_of_its_own_gets_one_per_delivery(
+def test_a_periodic_webhook_has_one_key_per_occurrence_the_same_for_its_retries(
     make_scheduler: SchedulerFactory, receiver: Receiver
 ) -> None:
-    # A handler cannot tell an occurrence from a retry (both come as a delivery due when it
-    # was claimed), so a periodic webhook takes idempotency_key=None: every delivery, each
-    # occurrence's first one included, then has a key of its own.
+    """Its payload's key followed by the occurrence's time: a receiver drops the retry of
+    an occurrence, and takes the next occurrence."""
+    receiver.script("/tick", Answer(503), Answer(200))
+    scheduler = webhook_scheduler(make_scheduler, local_webhooks())
+    payload = WebhookPayload(receiver.url("/tick"), None, idempotency_key="tick")
+    scheduler.set_timer("webhooks", payload, every=1.0, timer_id="tick")
+    with scheduler:
+        wait_for(lambda: len(receiver.received()) >= 3)
+    scheduler.cancel_timer("webhooks", "tick")
+    requests = receiver.received()[:3]
+    assert [r.headers["x-redistimers-attempt"] for r in requests] == ["1", "2", "1"]
+    keys = [r.headers["idempotency-key"].strip('"') for r in requests]
+    assert keys[0] == keys[1] != keys[2]  # a retry, then the next occurrence
+    first, third = (int(k.split(".")[1]) for k in (keys[0], keys[2]))
+    assert third - first == 1000  # the occurrences' times, on the every= grid
+    assert all(k.startswith("tick.") for k in keys)
+    due = [r.headers["x-redistimers-due-at"] for r in requests]
+    assert due[0] != due[1]  # what receivers could not deduplicate on
+
+
+def test_a_periodic_webhook_without_a_key_of_its_own_still_gets_one_per_occurrence(
+    make_scheduler: SchedulerFactory, receiver: Receiver
+) -> None:
     receiver.script("/tick", Answer(503), Answer(200))
     scheduler = webhook_scheduler(make_scheduler, local_webhooks())
     payload = WebhookPayload(receiver.url("/tick"), None, idempotency_key=None)
@@ -357,10 +377,8 @@ def test_periodic_webhook_without_a_key_of_its_own_gets_one_per_delivery(
     with scheduler:
         wait_for(lambda: len(receiver.received()) >= 3)
     scheduler.cancel_timer("webhooks", "tick")
-    requests = receiver.received()[:3]
-    assert [r.headers["x-redistimers-attempt"] for r in requests] == ["1", "2", "1"]
-    keys = [r.headers["idempotency-key"] for r in requests]
-    assert len(set(keys)) == 3
+    keys = [r.headers["idempotency-key"] for r in receiver.received()[:3]]
+    assert keys[0] == keys[1] != keys[2]
     assert all(len(k) == 24 for k in keys)
 
 

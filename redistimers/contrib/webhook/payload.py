@@ -23,8 +23,9 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 RESERVED_PREFIX = "x-redistimers-"
 
-#: Longest idempotency key a payload may carry (Stripe's limit): a key names, it holds nothing.
-MAX_IDEMPOTENCY_KEY = 255
+#: Longest idempotency key a payload may carry: Stripe's limit of 255, less the ".<epoch
+#: ms>" a periodic timer's occurrence adds (a key names, it holds nothing).
+MAX_IDEMPOTENCY_KEY = 240
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 #: What an RFC 8941 string holds without escapes: printable ASCII but '"' and '\'.
@@ -107,8 +108,9 @@ class WebhookPayload:
     one fails at `set_timer` (and, written by other means, dead-letters as undecodable).
 
     `idempotency_key`, sent as the Idempotency-Key header of every attempt, is new for
-    each payload made (so a timer set again is a new webhook) unless given; None sends a
-    key of each delivery's own instead (for periodic timers, see `idempotency_key()`).
+    each payload made (so a timer set again is a new webhook) unless given; a periodic
+    timer's occurrences each add their time to it (`idempotency_key()`). None sends a key
+    of each delivery's own instead.
     """
 
     url: str = attrs.field(validator=check_url)
@@ -134,12 +136,16 @@ def shown(url: str) -> str:
 
 def idempotency_key(webhook: WebhookPayload, delivery: Delivery) -> str:
     """The key a receiver deduplicates `webhook` on: the payload's own, the same for every
-    attempt; without one (None), a key of this delivery alone, from its topic, timer id and
-    due time. (A handler cannot tell a periodic timer's next occurrence from a retry: both
-    come as a delivery due when claimed; so a periodic webhook needs the latter.)"""
+    attempt, and for a periodic timer followed by the occurrence's time in epoch ms (the
+    same for that occurrence's retries, new for the next occurrence). Without one (None),
+    a key of this delivery alone, from its topic, timer id and occurrence (or due) time."""
+    occurrence = delivery.occurrence_at
     if webhook.idempotency_key is not None:
-        return webhook.idempotency_key
-    name = f"{delivery.topic}\x1f{delivery.timer_id}\x1f{delivery.due_at.isoformat()}"
+        if occurrence is None:
+            return webhook.idempotency_key
+        return f"{webhook.idempotency_key}.{round(occurrence.timestamp() * 1000)}"
+    moment = occurrence or delivery.due_at
+    name = f"{delivery.topic}\x1f{delivery.timer_id}\x1f{moment.isoformat()}"
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
     return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
