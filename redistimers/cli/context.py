@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from urllib.parse import urlsplit, urlunsplit
 
 from .. import defaults
 from ..scheduler import TimerScheduler
@@ -78,15 +77,3 @@ class Context:
             raise Declined("not confirmed; nothing was deleted")
 
 
-def safe_url(url: str) -> str:
-    """`url` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + host))

@@ -13,9 +13,10 @@ from pathlib import Path
 import redis
 
 from ..errors import RedisUnavailableError
+from ..failures import describe_location, redacted_url
 from ..router import Router
-from ..scheduler import TimerScheduler, describe_location
-from .context import Context, safe_url
+from ..scheduler import TimerScheduler
+from .context import Context
 from .output import CliError
 
 # -- demo -----------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def worker(ctx: Context) -> int:
     )
     pid = os.getpid()
     ctx.console.note(
-        f"redistimers worker {pid}: delivering {handled} from {safe_url(ctx.redis_url)}, "
+        f"redistimers worker {pid}: delivering {handled} from {redacted_url(ctx.redis_url)}, "
         f"namespace {ctx.namespace!r}; SIGTERM or Ctrl-C stops it"
     )
     scheduler.run_forever(shutdown_timeout=args.shutdown_timeout.total_seconds())
