@@ -707,6 +707,18 @@ def test_a_string_with_a_lone_surrogate_is_a_400_naming_its_field_and_writes_not
     assert redis_state(redis_client) == before
 
 
+def test_a_payload_over_the_schedulers_limit_is_a_413_naming_it_and_writes_nothing(
+    make_scheduler: SchedulerFactory, serve_api: ServeFactory, redis_client: redis.Redis
+) -> None:
+    api = serve_api(make_scheduler(max_payload_bytes=1000))
+    before = redis_state(redis_client)
+    reply = api.call("POST", "/topics/t/timers", {"payload": "x" * 2000, "in": "1h"})
+    assert (reply.status, reply.json["field"]) == (413, "payload"), reply.raw
+    assert "the limit is 1,000" in reply.json["error"]
+    assert redis_state(redis_client) == before
+    assert api.call("POST", "/topics/t/timers", {"payload": "x" * 500, "in": "1h"}).status == 201
+
+
 def test_a_full_redis_is_a_507_and_reading_still_works(api: Api, redis_client: redis.Redis) -> None:
     create(api, "t", id="a")
     redis_client.config_set("maxmemory", 1)  # noeviction, Redis's default: full at once

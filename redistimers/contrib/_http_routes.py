@@ -14,7 +14,7 @@ import attrs
 import flask
 
 from ..admin import decode_cursor
-from ..errors import InvalidTimerError, PayloadTypeError
+from ..errors import InvalidTimerError, PayloadTooLargeError, PayloadTypeError
 from ..models import TimerInfo
 from ..periodic import Period
 from ..scheduler import TimerScheduler
@@ -82,6 +82,8 @@ class Routes:
             timer_id = self.scheduler.set_timer(topic, payload, **args)
         except PayloadTypeError as exc:
             raise ApiError(400, str(exc), "payload") from exc
+        except PayloadTooLargeError as exc:
+            raise ApiError(413, str(exc), "payload") from exc
         except InvalidTimerError as exc:
             raise ApiError(400, str(exc)) from exc
         info = self.scheduler.get_timer(topic, timer_id)
