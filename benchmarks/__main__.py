@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import (
     figures,
+    machine,
     peers,
     procs,
     report,
@@ -143,29 +144,6 @@ def stem_of(args: argparse.Namespace) -> str:
         return "quick"
     every = args.peer_names == list(peers.PEER_NAMES) and args.workload_names == WORKLOADS
     return "full" if every else "partial"
-
-
-# -- the machine -------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _memory_gib() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
 
 
 # -- running -----------------------------------------------------------------------------
@@ -373,8 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command,
         "duration_s": round(duration, 1),
         "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "memory_gib": _memory_gib(),
+        "cpu_model": machine.cpu_model(),
+        "memory_gib": machine.memory_gib(),
         "python": platform.python_version(),
         "redis_version": redis_info.get("redis_version", "?"),
         "redis_where": where,

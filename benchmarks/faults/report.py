@@ -16,6 +16,7 @@ import attrs
 
 from redistimers.testing import find_redis_server
 
+from ..machine import cpu_model, memory_gib
 from .counts import COLUMNS
 from .suite import Row, Scenario
 
@@ -30,26 +31,6 @@ handler ran to completion at least once; *lost*: scheduled, never fired, not pen
 not dead-lettered at the end; *duplicated*: completed more than once (a periodic timer:
 one occurrence more than once); *early*: handler starts before `Delivery.due_at` by the
 real clock; *dead without running*: dead letters whose handler never started."""
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _memory_gib() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return 0.0
 
 
 def redis_version() -> tuple[str, str]:
@@ -67,9 +48,9 @@ def redis_version() -> tuple[str, str]:
 def machine() -> dict[str, Any]:
     version, path = redis_version()
     return {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
-        "memory_gib": round(_memory_gib(), 1),
+        "memory_gib": round(memory_gib(), 1),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "redis_version": version,
