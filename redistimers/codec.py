@@ -26,6 +26,7 @@ from cattrs.v import format_exception
 
 from .errors import PayloadTypeError
 from .periodic import Period
+from .validation import lone_surrogate
 
 ENVELOPE_VERSION = 1
 
@@ -155,14 +156,12 @@ def encode_envelope(
 def _utf8(topic: str, envelope: str) -> str:
     """`envelope`, refused with PayloadTypeError when it holds a lone surrogate, which
     UTF-8 cannot encode (headers and correlation ids are checked before)."""
-    if not envelope.isascii():
-        try:
-            envelope.encode()
-        except UnicodeEncodeError as exc:
-            raise PayloadTypeError(
-                f"payload for topic {topic!r} holds a string with a lone surrogate "
-                f"({envelope[exc.start]!r}), which cannot be encoded as UTF-8"
-            ) from None
+    bad = lone_surrogate(envelope)
+    if bad is not None:
+        raise PayloadTypeError(
+            f"payload for topic {topic!r} holds a string with a lone surrogate ({bad!r}), "
+            "which cannot be encoded as UTF-8"
+        )
     return envelope
 
 

@@ -29,17 +29,26 @@ class DueTime(NamedTuple):
     delay_ms: float | None = None
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first character of `text` that UTF-8 cannot encode (a lone surrogate, such as
+    "\\ud800" from a bad decode or a JSON escape), or None; a str can hold one."""
+    if text.isascii():
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return text[exc.start]
+    return None
+
+
 def check_utf8(value: str, what: str) -> str:
-    """`value`, refused when it cannot be sent to Redis: a str may hold lone surrogates
-    ("\\ud800", from a bad decode or a JSON escape), which UTF-8 cannot encode."""
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            raise InvalidTimerError(
-                f"{what} {_shown(value)} holds a lone surrogate ({value[exc.start]!r}), "
-                "which cannot be encoded as UTF-8"
-            ) from None
+    """`value`, refused when it cannot be sent to Redis (a lone surrogate)."""
+    bad = lone_surrogate(value)
+    if bad is not None:
+        raise InvalidTimerError(
+            f"{what} {_shown(value)} holds a lone surrogate ({bad!r}), which cannot be "
+            "encoded as UTF-8"
+        )
     return value
 
 
