@@ -6,9 +6,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
+import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -115,3 +119,28 @@ def running(scheduler: TimerScheduler, release: threading.Event) -> Iterator[Tim
     finally:
         release.set()
         scheduler.stop(timeout=5)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_command() -> list[str]:
+    """The installed `redistimers` console script, else `python -m redistimers.cli`."""
+    script = Path(sys.executable).with_name("redistimers")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("redistimers")
+    return [found] if found else [sys.executable, "-m", "redistimers.cli"]
+
+
+def cli_environment(**extra: str) -> dict[str, str]:
+    """This environment for a command of this repository, without the settings a test
+    did not mean to pass (REDIS_URL and the like), with `extra` on top."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "REDISTIMERS_NAMESPACE", "REDISTIMERS_API_TOKEN")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env

