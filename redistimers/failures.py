@@ -14,9 +14,7 @@ from .errors import (
     RedisPermissionError,
     RedisUnavailableError,
 )
-from .outage import is_out_of_memory, is_refused_access, is_transient
-
-_BAD_CREDENTIALS = ("NOAUTH", "WRONGPASS", "invalid username-password", "Authentication required")
+from .outage import is_bad_credentials, is_out_of_memory, is_refused_access, is_transient
 
 
 def describe_location(client: redis.Redis) -> str:
@@ -62,9 +60,7 @@ def call_error(exc: BaseException, where: str, who: str) -> RedisCallError | Non
         )
     if is_refused_access(exc):
         text = str(exc)
-        if isinstance(exc, redis.exceptions.AuthenticationError) or any(
-            words in text for words in _BAD_CREDENTIALS
-        ):
+        if is_bad_credentials(exc):
             return RedisAuthenticationError(
                 f"Redis at {where} refused to authenticate {who}: {text} (check the user "
                 "name and password, in the Redis URL for instance)"

@@ -50,11 +50,17 @@ ACCESS_ERRORS: tuple[type[Exception], ...] = tuple(
     if cls is not None
 )
 
+#: How Redis words refused credentials, where redis-py does not make them an
+#: AuthenticationError (inside a script, say).
+_BAD_CREDENTIALS_WORDS = (
+    "NOAUTH", "WRONGPASS", "invalid username-password", "Authentication required",
+)
+
 #: How Redis words a refused command or key inside a script (it names neither), or a
 #: refused command outside one (redis-py's NoPermissionError, or a plain error).
 _REFUSED_WORDS = (
     "NOPERM", "no permissions to", "can't run this command", "can't access at least one",
-    "NOAUTH", "WRONGPASS",
+    *_BAD_CREDENTIALS_WORDS,
 )
 
 
@@ -71,6 +77,14 @@ def is_refused_access(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, redis.exceptions.ResponseError) and any(
         words in text for words in _REFUSED_WORDS
+    )
+
+
+def is_bad_credentials(exc: BaseException) -> bool:
+    """True when Redis refused the user name or password (not a permission)."""
+    return isinstance(exc, redis.exceptions.AuthenticationError) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and any(words in str(exc) for words in _BAD_CREDENTIALS_WORDS)
     )
 
 

@@ -353,8 +353,7 @@ class Poller:
             return
         timer, since = self._suspects[0]
         spec = self._topics[timer.topic].spec
-        others = len(self._running) - len(self._suspects)
-        if others == 0 or now >= since + spec.lease_ttl:
+        if self.running_handlers == 0 or now >= since + spec.lease_ttl:
             batch.solo(timer.topic, spec.lease_ms, timer.timer_id, timer.token)
 
     def _start_alone(self, timer_id: str, token: str, now: float) -> None:
