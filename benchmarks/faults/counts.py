@@ -22,10 +22,6 @@ from .ledger import Record
 
 Key = tuple[str, str]  # (topic, timer id)
 
-COLUMNS = ("scheduled", "fired", "lost", "duplicated", "early", "dead_lettered",
-           "dead_without_running")
-
-
 @attrs.define
 class Counts:
     """The integer columns of a row, and details for the notes and the JSON."""
@@ -41,6 +37,10 @@ class Counts:
 
     def columns(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COLUMNS}
+
+
+#: The table's count columns: the integer fields of Counts, in order.
+COLUMNS = tuple(name for name in attrs.fields_dict(Counts) if name != "details")
 
 
 @attrs.frozen

@@ -8,8 +8,9 @@ import random
 import time
 from collections import Counter
 
-from redistimers import TimerSpec
+from redistimers import TimerScheduler, TimerSpec
 
+from .fleet import WorkerProcess
 from .harness import Context, now_ms, poll, topic_conf
 
 
@@ -22,17 +23,26 @@ def _in_flight(ctx: Context, process_prefix: str) -> set[tuple[str, str]]:
     return {key for key, n in started.items() if n > 0}
 
 
+def _three_workers(
+    ctx: Context, topic: str, first: str, others: str, lease: float, sleep: float
+) -> tuple[TimerScheduler, WorkerProcess]:
+    """A server, its admin scheduler, and three workers of `topic`: `first` (the one the
+    scenario does something to) and two `others`, all running."""
+    server = ctx.server()
+    admin = ctx.admin(server.url)
+    topics = [topic_conf(topic, lease_ttl=lease, sleep=sleep)]
+    target = ctx.worker(first, server.url, topics)
+    for i in range(2):
+        ctx.worker(f"{others}{i}", server.url, topics)
+    ctx.fleet.wait_ready()
+    return admin, target
+
+
 def worker_kill(ctx: Context) -> None:
     """Three workers; one is SIGKILLed (its process group) and restarted every 1-2 s
     while the timers come due."""
     n, span, lease = ctx.size(1000, 4000), ctx.size(8.0, 20.0), 2.0
-    server = ctx.server()
-    admin = ctx.admin(server.url)
-    topics = [topic_conf("kill", lease_ttl=lease, sleep=0.02)]
-    victim = ctx.worker("victim", server.url, topics)
-    for i in range(2):
-        ctx.worker(f"steady{i}", server.url, topics)
-    ctx.fleet.wait_ready()
+    admin, victim = _three_workers(ctx, "kill", "victim", "steady", lease, sleep=0.02)
     ctx.spread(admin, "kill", "k", n, 1.0, span)
     end = time.monotonic() + 1.0 + span
     rng = random.Random(1)
@@ -55,13 +65,7 @@ def worker_stall(ctx: Context) -> None:
     """Three workers; one is SIGSTOPped for longer than its lease while it runs handlers,
     then SIGCONT: the others deliver its timers again, and it completes them too."""
     n, span, lease, stall = ctx.size(600, 3000), ctx.size(6.0, 15.0), 2.0, ctx.size(5.0, 8.0)
-    server = ctx.server()
-    admin = ctx.admin(server.url)
-    topics = [topic_conf("stall", lease_ttl=lease, sleep=0.1)]
-    stalled = ctx.worker("stalled", server.url, topics)
-    for i in range(2):
-        ctx.worker(f"other{i}", server.url, topics)
-    ctx.fleet.wait_ready()
+    admin, stalled = _three_workers(ctx, "stall", "stalled", "other", lease, sleep=0.1)
     ctx.spread(admin, "stall", "s", n, 1.0, span)
     start = time.monotonic()
     poll(lambda: time.monotonic() - start > 1.0 + span * 0.3, 1.0 + span)
