@@ -12,6 +12,8 @@ import redis
 from redistimers import Router, TimerScheduler
 from redistimers.testing import RedisServer
 
+from .helpers import Recorder, RecordingFactory, SchedulerFactory
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
@@ -34,9 +36,6 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-SchedulerFactory = Callable[..., TimerScheduler]
-
-
 @pytest.fixture
 def make_scheduler(redis_client: redis.Redis, redis_url: str) -> Iterator[SchedulerFactory]:
     """Build schedulers on the session's Redis; every one is stopped after the test."""
@@ -50,6 +49,30 @@ def make_scheduler(redis_client: redis.Redis, redis_url: str) -> Iterator[Schedu
     yield make
     for scheduler in made:
         scheduler.stop(timeout=5)
+
+
+@pytest.fixture
+def recording(
+    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+) -> RecordingFactory:
+    """A scheduler whose one handler, on `topic`, records its calls:
+    ``scheduler, handler = recording("ticks", behaviour, handler={"max_concurrent": 1},
+    max_poll_interval=60)``; `handler` holds `Router.handler` options, the rest go to the
+    scheduler. It is not started."""
+
+    def make(
+        topic: str = "ticks",
+        behaviour: Callable[[Any, Any], None] | None = None,
+        *,
+        handler: dict[str, Any] | None = None,
+        **scheduler_options: Any,
+    ) -> tuple[TimerScheduler, Recorder]:
+        router = Router()
+        recorder = Recorder(redis_client, behaviour)
+        router.handler(topic, **(handler or {}))(recorder)
+        return make_scheduler(router, **scheduler_options), recorder
+
+    return make
 
 
 @pytest.fixture

@@ -86,6 +86,10 @@ class Recorder:
             return list(self.calls)
 
 
+#: `recording(topic, behaviour, handler={...}, **scheduler_options)` (conftest.py).
+RecordingFactory = Callable[..., tuple[TimerScheduler, Recorder]]
+
+
 def server_now(client: redis.Redis) -> dt.datetime:
     """The Redis server's clock."""
     seconds, micros = client.time()

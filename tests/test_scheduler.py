@@ -33,6 +33,7 @@ from .helpers import (
     UTC,
     InvoiceDue,
     Recorder,
+    RecordingFactory,
     SchedulerFactory,
     dead_letters,
     running,
@@ -45,12 +46,9 @@ from .helpers import (
 
 
 def test_timers_fire_in_due_order_and_never_before_their_due_time(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks", max_concurrent=1)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", handler={"max_concurrent": 1})
     delays_ms = {"c": 300, "a": 60, "e": 500, "b": 180, "d": 400}
     set_at: dict[str, dt.datetime] = {}
     for name, delay in delays_ms.items():
