@@ -235,14 +235,36 @@ class TimerAdmin:
         """Move a pending timer to a new due time, keeping its payload, headers and period.
         False when there is no such timer, or a handler is running it (it is not moved
         under its running handler)."""
+        moved = self.reschedule_and_get(
+            topic, timer_id, activate_in=activate_in, activate_at=activate_at
+        )
+        return moved is not None and not moved.leased
+
+    def reschedule_and_get(
+        self,
+        topic: str,
+        timer_id: str,
+        *,
+        activate_in: dt.timedelta | float | None = None,
+        activate_at: dt.datetime | None = None,
+    ) -> TimerInfo | None:
+        """Move a pending timer as `reschedule` does, and return it as it is now, read by
+        the same script: moved, or, when a handler is running it, not moved and
+        `leased` (its `due_at` is then when the lease ends). None when there is no such
+        timer."""
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
         due = check_due(activate_in, activate_at)
         with self._redis_errors():
-            moved = self._inspection.reschedule(topic, timer_id, due.at_ms, due.delay_ms)
+            status, stored = self._inspection.reschedule(topic, timer_id, due.at_ms, due.delay_ms)
+        if stored is None:
+            return None
         poller = self._poller
-        if moved == 1 and poller is not None and topic in self._specs:
+        if status == 1 and poller is not None and topic in self._specs:
             poller.wake(topic)
-        return moved == 1
+        return self._timer_info(
+            topic, timer_id, stored.envelope, stored.score_ms, stored.server_now_ms,
+            stored.attempts, stored.leased,
+        )
 
     def purge(self, topic: str) -> int:
         """Remove every pending timer of `topic` (dead letters are kept); returns how many."""

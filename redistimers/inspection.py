@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from . import defaults
-from .store import Op, TimerStore, chunks, text
+from .store import Op, StoredTimer, TimerStore, chunks, text
 
 
 @attrs.frozen
@@ -108,13 +108,22 @@ class TimerInspection:
 
     def reschedule(
         self, topic: str, timer_id: str, at_ms: float | None, delay_ms: float | None
-    ) -> int:
-        """Move a pending timer: 1 moved, 0 no such timer, -1 a handler holds it."""
+    ) -> tuple[int, StoredTimer | None]:
+        """Move a pending timer: (1, the timer as moved), (-1, the timer a handler holds,
+        not moved), or (0, None) when there is no such timer."""
         k = self._store.keys(topic)
         mode, ms = ("at", at_ms) if at_ms is not None else ("in", delay_ms or 0.0)
         args = (k.wake, timer_id, mode, repr(float(ms)))
-        op = Op("reschedule", topic, "reschedule", (k.due, k.body, k.lease), args)
-        return int(self._store.run([op])[0])
+        keys = (k.due, k.body, k.lease, k.attempts)
+        reply = self._store.run([Op("reschedule", topic, "reschedule", keys, args)])[0]
+        status = int(reply[0])
+        if status == 0:
+            return 0, None
+        _status, now, score, envelope, attempts = reply
+        return status, StoredTimer(
+            envelope=envelope, score_ms=float(score), server_now_ms=float(now),
+            attempts=int(attempts), leased=status == -1,
+        )
 
     def purge(self, topic: str) -> int:
         """Remove every pending timer of a topic; returns how many."""

@@ -27,13 +27,13 @@ from .errors import (
 from .failures import call_error, describe_location, describe_user, redacted_url
 from .inspection import TimerInspection
 from .metrics import MetricsCounter
-from .models import Delivery, TimerSpec
+from .models import Delivery, TimerInfo, TimerSpec
 from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
 from .router import HandlerSpec, Router, merge_routers
-from .store import ScheduleEntry, TimerStore, WriteFailed, new_claimer_id
+from .store import ScheduleEntry, TimerStore, WriteFailed, Written, new_claimer_id
 from .validation import (
     DueTime,
     check_correlation_id,
@@ -196,6 +196,35 @@ class TimerScheduler(TimerAdmin):
         self._write({spec.topic: [entry]})
         return entry.timer_id
 
+    def set_timer_and_get(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        activate_in: dt.timedelta | float | None = None,
+        activate_at: dt.datetime | None = None,
+        timer_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        every: dt.timedelta | float | None = None,
+        cron: str | None = None,
+        tz: Any = None,
+    ) -> TimerInfo:
+        """Schedule a timer exactly as `set_timer` does, and return it as written: its id,
+        its due time as Redis computed it (and `remaining` by Redis's clock), its payload,
+        headers and period, attempts 0. Nothing is read back: a worker may already hold it.
+        """
+        spec = TimerSpec(
+            topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
+            every, cron, tz,
+        )
+        entry = self._entry(spec, check_topic(spec.topic), _ServerClock(self))
+        written = self._write({spec.topic: [entry]}, with_due=True)
+        return self._timer_info(
+            spec.topic, entry.timer_id, entry.envelope, written.due_ms[spec.topic][0],
+            written.server_now_ms or 0.0, 0, False,
+        )
+
     def set_timers(self, timers: Iterable[TimerSpec]) -> list[str]:
         """Schedule many timers, each as `set_timer` would (same id replaces, wake-ups),
         in pipelined chunks: about 10,000 timers per round trip. Returns their ids, in order.
@@ -223,17 +252,20 @@ class TimerScheduler(TimerAdmin):
         self._write(by_topic)
         return ids
 
-    def _write(self, by_topic: Mapping[str, list[ScheduleEntry]]) -> None:
+    def _write(
+        self, by_topic: Mapping[str, list[ScheduleEntry]], with_due: bool = False
+    ) -> Written:
         """Write checked timers; a Redis failure is raised as a RedisCallError that says
         what became of each timer."""
         try:
-            woke = self._store.schedule_many(by_topic)
+            written = self._store.schedule_many(by_topic, with_due)
         except WriteFailed as failure:
             error = self._write_error(failure, by_topic)
             if error is failure.cause:  # not Redis being gone or full: as Redis said it
                 raise error from None
             raise error from failure.cause
-        self._wake_locally(woke)
+        self._wake_locally(written.woke)
+        return written
 
     def _write_error(
         self, failure: WriteFailed, by_topic: Mapping[str, list[ScheduleEntry]]

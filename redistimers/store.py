@@ -120,6 +120,17 @@ class ClaimResult:
     suspects: bool = False
 
 
+@attrs.define
+class Written:
+    """What a write did: the topics whose earliest timer changed (a wake-up was published),
+    and, when asked for, each timer's due time as Redis computed it, with Redis's now."""
+
+    woke: set[str] = attrs.Factory(set)
+    #: Due ms of the timers of each topic, in the order written.
+    due_ms: dict[str, list[float]] = attrs.Factory(dict)
+    server_now_ms: float | None = None
+
+
 @attrs.frozen
 class StoredTimer:
     """A timer as stored, for inspection."""
@@ -257,73 +268,61 @@ class TimerStore:
         """A batch of operations; its claims are `claimer`'s (a new id when None)."""
         return Batch(self, claimer)
 
-    def schedule(
-        self, topic: str, entries: Sequence[ScheduleEntry]
-    ) -> tuple[bool, list[float]]:
-        """Write timers (a same id replaces); returns (a wake-up was published, due ms each,
-        as the script computed them)."""
-        woke, dues = self._write({topic: entries}, with_due=True)
-        return topic in woke, dues[topic]
-
-    def schedule_many(self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]]) -> set[str]:
-        """Write timers of several topics; returns the topics whose earliest timer changed
-        (a wake-up was published). The script does not format the due times here.
-
-        Raises WriteFailed, saying which timers were written, when Redis fails part-way.
-        """
-        return self._write(entries_by_topic, with_due=False)[0]
-
-    def _write(
-        self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]], with_due: bool
-    ) -> tuple[set[str], dict[str, list[float]]]:
-        """A script call per chunk of SCHEDULE_BATCH_MAX timers, SCHEDULE_CALLS_PER_ROUND_TRIP
-        calls per pipelined round trip; the topics woken, and the due ms if `with_due`.
+    def schedule_many(
+        self, entries_by_topic: Mapping[str, Sequence[ScheduleEntry]], with_due: bool = False
+    ) -> Written:
+        """Write timers of several topics (a same id replaces): a script call per chunk of
+        SCHEDULE_BATCH_MAX timers, SCHEDULE_CALLS_PER_ROUND_TRIP calls per pipelined round
+        trip. With `with_due`, the scripts also say each timer's due time (bulk writes
+        skip formatting them).
 
         Every chunk is encoded before the first is sent, and each is written whole or not
-        at all (one script call). The first round trip that fails ends the write.
+        at all (one script call). The first round trip that fails ends the write: it
+        raises WriteFailed, saying which timers were written.
         """
         calls = [
             call
             for topic, entries in entries_by_topic.items()
             for call in self._schedule_ops(topic, entries, with_due)
         ]
-        woke: set[str] = set()
+        written = Written()
         new_topics: set[str] = set()
-        dues: dict[str, list[float]] = {topic: [] for topic in entries_by_topic}
-        written: list[str] = []
+        ids: list[str] = []
         step = defaults.SCHEDULE_CALLS_PER_ROUND_TRIP
         for start in range(0, len(calls), step):
             group = calls[start : start + step]
             try:
                 replies = self.run([op for op, _ids in group], raise_on_error=False)
             except redis.RedisError as exc:  # no answer: the group may or may not be written
-                sent = [i for _op, ids in group for i in ids]
-                raise WriteFailed(exc, written, _ids_of(calls[start + step :]), sent) from exc
+                sent = [i for _op, group_ids in group for i in group_ids]
+                raise WriteFailed(exc, ids, _ids_of(calls[start + step :]), sent) from exc
             refused: Exception | None = None
             unwritten: list[str] = []
-            for (op, ids), reply in zip(group, replies, strict=True):
+            for (op, op_ids), reply in zip(group, replies, strict=True):
                 if isinstance(reply, Exception):
                     refused = refused or reply
-                    unwritten += ids
+                    unwritten += op_ids
                     continue
-                written += ids
+                ids += op_ids
                 if reply[0]:
-                    woke.add(op.topic)
+                    written.woke.add(op.topic)
                 if reply[2]:
                     new_topics.add(op.topic)
                 if with_due:
-                    dues[op.topic] += [float(d) for d in text(reply[1]).split(",")]
+                    due = written.due_ms.setdefault(op.topic, [])
+                    due += [float(d) for d in text(reply[1]).split(",")]
+                    written.server_now_ms = float(reply[3])
             if refused is not None:
                 unwritten += _ids_of(calls[start + step :])
-                raise WriteFailed(refused, written, unwritten, []) from refused
+                raise WriteFailed(refused, ids, unwritten, []) from refused
         if new_topics:
             # Only when a topic had no pending timer: a set of topics written on every call
             # would cost each set_timer a command, and on a cluster a second node.
             try:
                 self.client.sadd(self.topics_key, *sorted(new_topics))
             except redis.RedisError as exc:
-                raise WriteFailed(exc, written, [], []) from exc
-        return woke, dues
+                raise WriteFailed(exc, ids, [], []) from exc
+        return written
 
     def _schedule_ops(
         self, topic: str, entries: Sequence[ScheduleEntry], with_due: bool

@@ -69,6 +69,14 @@ def after(timer_id: str, delay_ms: int, payload: Any = None) -> ScheduleEntry:
     return ScheduleEntry(timer_id, body, delay_ms=delay_ms)
 
 
+def schedule(
+    store: TimerStore, topic: str, entries: list[ScheduleEntry]
+) -> tuple[bool, list[float]]:
+    """Write timers of one topic: (a wake-up was published, the due ms of each)."""
+    written = store.schedule_many({topic: entries}, with_due=True)
+    return topic in written.woke, written.due_ms[topic]
+
+
 def claim(
     store: TimerStore, topic: str = TOPIC, lease_ms: int = LEASE_MS, limit: int = 100
 ) -> ClaimResult:
@@ -136,7 +144,7 @@ def test_topic_keys_follow_the_documented_layout(store: TimerStore) -> None:
 def test_every_key_written_carries_the_topic_hash_tag(
     store: TimerStore, redis_client: redis.Redis, past: int, topic: str
 ) -> None:
-    store.schedule(topic, [at("a", past), at("b", past), at("c", past), at("d", past + 10**9)])
+    schedule(store, topic, [at("a", past), at("b", past), at("c", past), at("d", past + 10**9)])
     timers = claim(store, topic).timers
     assert len(timers) == 3
     a, b, _ = timers
@@ -156,8 +164,8 @@ def test_every_key_written_carries_the_topic_hash_tag(
 
 
 def test_schedule_registers_the_topic(store: TimerStore, redis_client: redis.Redis) -> None:
-    store.schedule("a", [after("x", 1000)])
-    store.schedule("b", [after("y", 1000)])
+    schedule(store, "a", [after("x", 1000)])
+    schedule(store, "b", [after("y", 1000)])
     assert redis_client.smembers("redistimers:topics") == {b"a", b"b"}
 
 
@@ -168,7 +176,7 @@ def test_schedule_in_is_due_after_the_delay_by_the_server_clock(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys
 ) -> None:
     before = server_ms(redis_client)
-    woke, (due,) = store.schedule(TOPIC, [after("a", 5_000)])
+    woke, (due,) = schedule(store, TOPIC, [after("a", 5_000)])
     after_ms = server_ms(redis_client)
     assert woke is True
     assert before + 5_000 <= due <= after_ms + 5_000 + 1
@@ -178,7 +186,7 @@ def test_schedule_in_is_due_after_the_delay_by_the_server_clock(
 def test_schedule_at_is_due_at_the_given_millisecond(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys
 ) -> None:
-    _, dues = store.schedule(TOPIC, [at("a", 1_893_456_000_123)])
+    _, dues = schedule(store, TOPIC, [at("a", 1_893_456_000_123)])
     assert dues == [1_893_456_000_123]
     assert redis_client.zscore(keys.due, "a") == 1_893_456_000_123
 
@@ -187,14 +195,14 @@ def test_schedule_stores_the_envelope_as_given(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys
 ) -> None:
     body = envelope({"amount": 995, "note": "ünï"})
-    store.schedule(TOPIC, [ScheduleEntry("a", body, delay_ms=1000)])
+    schedule(store, TOPIC, [ScheduleEntry("a", body, delay_ms=1000)])
     assert redis_client.hget(keys.body, "a") == body.encode()
 
 
 def test_schedule_several_timers_in_one_call(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, future: int
 ) -> None:
-    woke, dues = store.schedule(TOPIC, [at("a", future + 2), at("b", future), at("c", future + 1)])
+    woke, dues = schedule(store, TOPIC, [at("a", future + 2), at("b", future), at("c", future + 1)])
     assert woke is True
     assert dues == [future + 2, future, future + 1]
     assert redis_client.zrange(keys.due, 0, -1) == [b"b", b"c", b"a"]
@@ -204,7 +212,7 @@ def test_schedule_of_many_timers_in_one_call(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, future: int
 ) -> None:
     entries = [at(f"t{i}", future + i) for i in range(5000)]
-    _, dues = store.schedule(TOPIC, entries)
+    _, dues = schedule(store, TOPIC, entries)
     assert dues == [future + i for i in range(5000)]
     assert redis_client.zcard(keys.due) == 5000
     assert redis_client.hlen(keys.body) == 5000
@@ -224,15 +232,15 @@ def test_schedule_wakes_only_when_a_timer_becomes_the_earliest(
             data: bytes = message["data"]
             return data
 
-        assert store.schedule(TOPIC, [at("a", future)])[0] is True
+        assert schedule(store, TOPIC, [at("a", future)])[0] is True
         assert next_message() == b"1"
-        assert store.schedule(TOPIC, [at("b", future + 1000)])[0] is False
+        assert schedule(store, TOPIC, [at("b", future + 1000)])[0] is False
         redis_client.publish(keys.wake, "sentinel")  # the next message must be this one
         assert next_message() == b"sentinel"
-        assert store.schedule(TOPIC, [at("c", future - 1000)])[0] is True
+        assert schedule(store, TOPIC, [at("c", future - 1000)])[0] is True
         assert next_message() == b"1"
         # Re-setting the earliest timer later than another: no longer the earliest.
-        assert store.schedule(TOPIC, [at("c", future + 5000)])[0] is False
+        assert schedule(store, TOPIC, [at("c", future + 5000)])[0] is False
         redis_client.publish(keys.wake, "sentinel")
         assert next_message() == b"sentinel"
     finally:
@@ -242,10 +250,10 @@ def test_schedule_wakes_only_when_a_timer_becomes_the_earliest(
 def test_schedule_same_id_replaces_body_and_time_and_starts_fresh(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past, payload="old")])
+    schedule(store, TOPIC, [at("a", past, payload="old")])
     (claimed,) = claim(store).timers
     assert state(redis_client, keys, "a")["lease"] == claimed.token
-    store.schedule(TOPIC, [at("a", future, payload="new")])
+    schedule(store, TOPIC, [at("a", future, payload="new")])
     assert state(redis_client, keys, "a") == {
         "score": float(future),
         "body": envelope("new"),
@@ -261,7 +269,8 @@ def test_schedule_same_id_replaces_body_and_time_and_starts_fresh(
 def test_claim_takes_only_due_timers_in_due_order(
     store: TimerStore, redis_client: redis.Redis, past: int, future: int
 ) -> None:
-    store.schedule(
+    schedule(
+        store,
         TOPIC,
         [at("late", future), at("c", past + 300), at("a", past + 100), at("b", past + 200)],
     )
@@ -275,8 +284,8 @@ def test_claim_uses_the_server_clock(
     store: TimerStore, redis_client: redis.Redis
 ) -> None:
     now = server_ms(redis_client)
-    store.schedule(TOPIC, [at("just-due", now - 1), at("soon", now + 5_000)])
-    _, (due,) = store.schedule(TOPIC, [after("in-200ms", 200)])
+    schedule(store, TOPIC, [at("just-due", now - 1), at("soon", now + 5_000)])
+    _, (due,) = schedule(store, TOPIC, [after("in-200ms", 200)])
     first = claim(store)
     assert [t.timer_id for t in first.timers] == ["just-due"]
     assert first.server_now_ms < due
@@ -289,7 +298,7 @@ def test_claim_uses_the_server_clock(
 def test_claim_reports_the_server_now(
     store: TimerStore, redis_client: redis.Redis, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("later", future)])
+    schedule(store, TOPIC, [at("later", future)])
     before = server_ms(redis_client)
     result = claim(store)
     after_ms = server_ms(redis_client)
@@ -315,7 +324,7 @@ def test_claim_of_an_empty_topic_reads_neither_clock_nor_anything_else(
 def test_claim_takes_at_most_limit_timers_earliest_first(
     store: TimerStore, past: int
 ) -> None:
-    store.schedule(TOPIC, [at(f"t{i}", past + i) for i in range(5)])
+    schedule(store, TOPIC, [at(f"t{i}", past + i) for i in range(5)])
     assert [t.timer_id for t in claim(store, limit=2).timers] == ["t0", "t1"]
     assert [t.timer_id for t in claim(store, limit=2).timers] == ["t2", "t3"]
     assert [t.timer_id for t in claim(store, limit=2).timers] == ["t4"]
@@ -325,7 +334,7 @@ def test_claim_takes_at_most_limit_timers_earliest_first(
 def test_claim_with_limit_zero_takes_nothing(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     result = claim(store, limit=0)
     assert result.timers == []
     assert result.next_ms == past
@@ -335,7 +344,7 @@ def test_claim_with_limit_zero_takes_nothing(
 def test_claim_leases_each_timer_with_a_fresh_token(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past), at("b", past + 1)])
+    schedule(store, TOPIC, [at("a", past), at("b", past + 1)])
     result = claim(store, lease_ms=45_000)
     a, b = result.timers
     assert a.token != b.token
@@ -349,7 +358,7 @@ def test_claim_leases_each_timer_with_a_fresh_token(
         }
     # A leased timer is not due again until its lease runs out.
     assert claim(store).timers == []
-    store.schedule(TOPIC, [at("c", past)])
+    schedule(store, TOPIC, [at("c", past)])
     (c,) = claim(store).timers
     assert c.token not in (a.token, b.token)
     assert int(c.token) > max(int(a.token), int(b.token))
@@ -357,7 +366,7 @@ def test_claim_leases_each_timer_with_a_fresh_token(
 
 def test_claim_returns_the_stored_envelope(store: TimerStore, past: int) -> None:
     body = envelope({"invoice_id": "INV-1", "amount_cents": 995})
-    store.schedule(TOPIC, [ScheduleEntry("a", body, at_ms=past)])
+    schedule(store, TOPIC, [ScheduleEntry("a", body, at_ms=past)])
     (timer,) = claim(store).timers
     assert text(timer.envelope) == body
     expected_type = str if store.client.get_encoder().decode_responses else bytes
@@ -369,7 +378,7 @@ def test_claim_returns_the_stored_envelope(store: TimerStore, past: int) -> None
 def test_claim_counts_an_attempt_each_time_an_expired_lease_is_claimed_again(
     store: TimerStore, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (first,) = claim(store, lease_ms=50).timers
     assert first.attempt == 1
     results: list[ClaimedTimer] = []
@@ -386,7 +395,7 @@ def test_claim_reports_the_next_score_left_in_the_topic(
     store: TimerStore, past: int, future: int
 ) -> None:
     assert claim(store).next_ms is None
-    store.schedule(TOPIC, [at("due", past), at("later", future)])
+    schedule(store, TOPIC, [at("due", past), at("later", future)])
     first = claim(store, lease_ms=10_000)
     # The next score is the lease expiry of the timer just claimed.
     assert first.next_ms == first.server_now_ms + 10_000
@@ -400,7 +409,7 @@ def test_claim_reports_the_next_score_left_in_the_topic(
 def test_claim_next_score_is_a_due_timer_left_behind_by_the_limit(
     store: TimerStore, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past), at("b", past + 5)])
+    schedule(store, TOPIC, [at("a", past), at("b", past + 5)])
     result = claim(store, limit=1)
     assert [t.timer_id for t in result.timers] == ["a"]
     assert result.next_ms == past + 5
@@ -409,7 +418,7 @@ def test_claim_next_score_is_a_due_timer_left_behind_by_the_limit(
 def test_claim_removes_a_due_id_without_a_body(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("real", past + 1)])
+    schedule(store, TOPIC, [at("real", past + 1)])
     redis_client.zadd(keys.due, {"orphan": past})
     redis_client.hset(keys.attempts, "orphan", 3)
     redis_client.hset(keys.lease, "orphan", "999")
@@ -419,7 +428,7 @@ def test_claim_removes_a_due_id_without_a_body(
 
 
 def test_claim_skips_topics_it_is_not_asked_for(store: TimerStore, past: int) -> None:
-    store.schedule("other", [at("x", past)])
+    schedule(store, "other", [at("x", past)])
     assert claim(store, TOPIC).timers == []
     assert [t.timer_id for t in claim(store, "other").timers] == ["x"]
 
@@ -430,7 +439,7 @@ def test_claim_skips_topics_it_is_not_asked_for(store: TimerStore, past: int) ->
 def test_ack_with_the_right_token_removes_everything(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past), at("b", past)])
+    schedule(store, TOPIC, [at("a", past), at("b", past)])
     a, b = claim(store).timers
     assert settle(store, "ack", TOPIC, [(a.timer_id, a.token)]) == []
     assert state(redis_client, keys, "a") == GONE
@@ -440,9 +449,9 @@ def test_ack_with_the_right_token_removes_everything(
 def test_ack_after_reschedule_is_stale_and_keeps_the_new_version(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past, payload="old")])
+    schedule(store, TOPIC, [at("a", past, payload="old")])
     (old,) = claim(store).timers
-    store.schedule(TOPIC, [at("a", future, payload="new")])
+    schedule(store, TOPIC, [at("a", future, payload="new")])
     assert settle(store, "ack", TOPIC, [("a", old.token)]) == ["a"]
     assert state(redis_client, keys, "a") == {
         "score": float(future),
@@ -455,9 +464,9 @@ def test_ack_after_reschedule_is_stale_and_keeps_the_new_version(
 def test_ack_after_reschedule_and_new_claim_keeps_the_new_delivery(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past, payload="old")])
+    schedule(store, TOPIC, [at("a", past, payload="old")])
     (old,) = claim(store).timers
-    store.schedule(TOPIC, [at("a", past, payload="new")])
+    schedule(store, TOPIC, [at("a", past, payload="new")])
     (new,) = claim(store).timers
     assert text(new.envelope) == envelope("new")
     assert new.attempt == 1
@@ -470,7 +479,7 @@ def test_ack_after_reschedule_and_new_claim_keeps_the_new_delivery(
 def test_ack_after_cancel_is_stale_and_writes_nothing(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (timer,) = claim(store).timers
     assert store.cancel(TOPIC, "a") is True
     assert settle(store, "ack", TOPIC, [("a", timer.token)]) == ["a"]
@@ -480,7 +489,7 @@ def test_ack_after_cancel_is_stale_and_writes_nothing(
 def test_ack_of_an_expired_lease_claimed_again_is_stale(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (first,) = claim(store, lease_ms=50).timers
     again: list[ClaimedTimer] = []
     wait_for(lambda: again.extend(claim(store).timers) or again)
@@ -492,7 +501,7 @@ def test_ack_of_an_expired_lease_claimed_again_is_stale(
 def test_ack_of_many_reports_only_the_stale_ones(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past), at("b", past), at("c", past)])
+    schedule(store, TOPIC, [at("a", past), at("b", past), at("c", past)])
     a, b, c = claim(store).timers
     stale = settle(store, "ack", TOPIC, [("a", a.token), ("b", "wrong"), ("c", c.token)])
     assert stale == ["b"]
@@ -505,7 +514,7 @@ def test_ack_of_more_timers_than_one_script_call_settles(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
     count = defaults.SETTLE_BATCH_MAX + 200
-    store.schedule(TOPIC, [at(f"t{i}", past + i) for i in range(count)])
+    schedule(store, TOPIC, [at(f"t{i}", past + i) for i in range(count)])
     claimed = claim(store, limit=count).timers + claim(store, limit=count).timers
     assert len(claimed) == count
     assert settle(store, "ack", TOPIC, [(t.timer_id, t.token) for t in claimed]) == []
@@ -518,7 +527,7 @@ def test_ack_of_more_timers_than_one_script_call_settles(
 def test_retry_moves_the_score_and_clears_the_lease_keeping_attempts(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (timer,) = claim(store).timers
     before = server_ms(redis_client)
     assert settle(store, "retry", TOPIC, [("a", timer.token, 7_000)]) == []
@@ -533,7 +542,7 @@ def test_retry_moves_the_score_and_clears_the_lease_keeping_attempts(
 def test_retry_without_delay_is_claimed_again_as_the_next_attempt(
     store: TimerStore, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (first,) = claim(store).timers
     settle(store, "retry", TOPIC, [("a", first.token, 0)])
     (second,) = claim(store).timers
@@ -544,7 +553,7 @@ def test_retry_without_delay_is_claimed_again_as_the_next_attempt(
 def test_retry_with_a_stale_token_changes_nothing(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (timer,) = claim(store).timers
     before = state(redis_client, keys, "a")
     assert settle(store, "retry", TOPIC, [("a", "not-the-token", 0)]) == ["a"]
@@ -555,7 +564,7 @@ def test_retry_with_a_stale_token_changes_nothing(
 def test_retry_after_cancel_does_not_bring_the_timer_back(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (timer,) = claim(store).timers
     store.cancel(TOPIC, "a")
     assert settle(store, "retry", TOPIC, [("a", timer.token, 0)]) == ["a"]
@@ -565,7 +574,7 @@ def test_retry_after_cancel_does_not_bring_the_timer_back(
 def test_retry_that_becomes_the_earliest_publishes_a_wake_up(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past), at("later", future)])
+    schedule(store, TOPIC, [at("a", past), at("later", future)])
     (timer,) = claim(store).timers
     pubsub = redis_client.pubsub()
     pubsub.subscribe(keys.wake)
@@ -582,7 +591,7 @@ def test_retry_that_becomes_the_earliest_publishes_a_wake_up(
 def test_release_hands_the_timer_back_without_counting_the_attempt(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (first,) = claim(store).timers
     assert settle(store, "release", TOPIC, [("a", first.token, "")]) == []
     released = state(redis_client, keys, "a")
@@ -596,7 +605,7 @@ def test_release_hands_the_timer_back_without_counting_the_attempt(
 def test_release_after_a_failed_attempt_keeps_that_attempt(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (first,) = claim(store).timers
     settle(store, "retry", TOPIC, [("a", first.token, 0)])
     (second,) = claim(store).timers
@@ -610,7 +619,7 @@ def test_release_after_a_failed_attempt_keeps_that_attempt(
 def test_release_with_a_stale_token_changes_nothing(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     claim(store)
     before = state(redis_client, keys, "a")
     assert settle(store, "release", TOPIC, [("a", "0", "")]) == ["a"]
@@ -623,7 +632,7 @@ def test_release_with_a_stale_token_changes_nothing(
 def test_extend_renews_only_leases_whose_token_matches(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past), at("b", past), at("c", past)])
+    schedule(store, TOPIC, [at("a", past), at("b", past), at("c", past)])
     a, _, c = claim(store, lease_ms=1_000).timers
     b_score = redis_client.zscore(keys.due, "b")
     store.cancel(TOPIC, "c")
@@ -644,9 +653,9 @@ def test_extend_renews_only_leases_whose_token_matches(
 def test_extend_reports_a_lease_lost_to_a_reschedule(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (timer,) = claim(store).timers
-    store.schedule(TOPIC, [at("a", future)])
+    schedule(store, TOPIC, [at("a", future)])
     assert settle(store, "extend", TOPIC, 60_000, [("a", timer.token)]) == ["a", timer.token]
     assert redis_client.zscore(keys.due, "a") == future
 
@@ -657,7 +666,7 @@ def test_extend_reports_a_lease_lost_to_a_reschedule(
 def test_bury_moves_the_timer_to_the_dead_letters(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     (timer,) = claim(store).timers
     record = json.dumps({"envelope": envelope("a"), "error": {"reason": "failed"}})
     before = server_ms(redis_client)
@@ -674,7 +683,7 @@ def test_bury_moves_the_timer_to_the_dead_letters(
 def test_bury_with_a_stale_token_changes_nothing(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     claim(store)
     before = state(redis_client, keys, "a")
     assert settle(store, "bury", TOPIC, [("a", "stale", "{}")]) == ["a"]
@@ -688,7 +697,7 @@ def test_bury_with_a_stale_token_changes_nothing(
 def test_cancel_removes_a_pending_timer(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", future), at("b", future)])
+    schedule(store, TOPIC, [at("a", future), at("b", future)])
     assert store.cancel(TOPIC, "a") is True
     assert state(redis_client, keys, "a") == GONE
     assert state(redis_client, keys, "b")["body"] is not None
@@ -698,7 +707,7 @@ def test_cancel_removes_a_pending_timer(
 def test_cancel_removes_a_leased_timer_with_its_lease_and_attempts(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     claim(store)
     assert store.cancel(TOPIC, "a") is True
     assert state(redis_client, keys, "a") == GONE
@@ -711,7 +720,7 @@ def test_cancel_of_an_unknown_timer_is_false(store: TimerStore) -> None:
 def test_inspect_reads_a_stored_timer_with_the_server_now(
     store: TimerStore, redis_client: redis.Redis, past: int, future: int
 ) -> None:
-    store.schedule(TOPIC, [at("a", future)])
+    schedule(store, TOPIC, [at("a", future)])
     before = server_ms(redis_client)
     stored = store.inspect(TOPIC, "a")
     assert stored is not None
@@ -724,7 +733,7 @@ def test_inspect_reads_a_stored_timer_with_the_server_now(
 
 
 def test_inspect_shows_a_leased_timer(store: TimerStore, past: int) -> None:
-    store.schedule(TOPIC, [at("a", past)])
+    schedule(store, TOPIC, [at("a", past)])
     result = claim(store, lease_ms=20_000)
     stored = store.inspect(TOPIC, "a")
     assert stored is not None
@@ -739,10 +748,10 @@ def test_inspect_shows_a_leased_timer(store: TimerStore, past: int) -> None:
 def test_one_batch_claims_several_topics_and_settles_in_one_round_trip(
     store: TimerStore, redis_client: redis.Redis, past: int
 ) -> None:
-    store.schedule("x", [at("x1", past)])
-    store.schedule("y", [at("y1", past)])
+    schedule(store, "x", [at("x1", past)])
+    schedule(store, "y", [at("y1", past)])
     (x1,) = claim(store, "x").timers
-    store.schedule("x", [at("x2", past)])
+    schedule(store, "x", [at("x2", past)])
     batch = store.batch()
     assert not batch
     batch.ack("x", [("x1", x1.token, None)])
@@ -760,7 +769,7 @@ def test_scripts_are_loaded_again_after_script_flush(
     store: TimerStore, redis_client: redis.Redis, keys: TopicKeys, past: int
 ) -> None:
     redis_client.script_flush()
-    store.schedule(TOPIC, [at("a", past), at("b", past)])  # NOSCRIPT on a fresh cache
+    schedule(store, TOPIC, [at("a", past), at("b", past)])  # NOSCRIPT on a fresh cache
     assert all(redis_client.script_exists(*(sha for _, sha in _SCRIPTS.values())))
     redis_client.script_flush()
     a, b = claim(store).timers
@@ -791,7 +800,7 @@ def test_timer_ids_with_any_characters_survive_the_protocol(
     store: TimerStore, redis_client: redis.Redis, past: int
 ) -> None:
     ids = ["with space", "ünïcode-✓", "{braces}", "colon:id", "x" * 256]
-    store.schedule(TOPIC, [at(i, past + n) for n, i in enumerate(ids)])
+    schedule(store, TOPIC, [at(i, past + n) for n, i in enumerate(ids)])
     claimed = claim(store).timers
     assert [t.timer_id for t in claimed] == ids
     assert settle(store, "ack", TOPIC, [(t.timer_id, t.token) for t in claimed]) == []

@@ -14,7 +14,8 @@
 -- one of them became the earliest.
 -- Returns {1 if a wake-up was published else 0, the due ms of the timers joined by ','
 -- (or '' unless asked for: bulk writes skip formatting them), 1 if the topic had no
--- pending timer before else 0 (the caller then adds it to the set of topics)}.
+-- pending timer before else 0 (the caller then adds it to the set of topics), the
+-- server's now in ms (or '' unless the due times were asked for)}.
 local want_due = ARGV[3] == '1'
 local was_empty = 1 - redis.call('EXISTS', KEYS[1])
 local t = redis.call('TIME')
@@ -50,11 +51,12 @@ redis.call('HDEL', KEYS[4], unpack(ids))
 if redis.call('ZREM', KEYS[5], unpack(ids)) > 0 then
   redis.call('HDEL', KEYS[6], unpack(ids))
 end
+local now_text = want_due and string.format('%.3f', now_ms) or ''
 local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 for i = 1, #ids do
   if ids[i] == first then
     redis.call('PUBLISH', ARGV[1], '1')
-    return {1, table.concat(dues, ','), was_empty}
+    return {1, table.concat(dues, ','), was_empty, now_text}
   end
 end
-return {0, table.concat(dues, ','), was_empty}
+return {0, table.concat(dues, ','), was_empty, now_text}
