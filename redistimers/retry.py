@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+import random
 
 import attrs
-import tenacity
 
 from . import defaults
 
@@ -51,9 +52,14 @@ class RetryPolicy:
         return attempt >= self.max_attempts
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after delivery number `attempt` (1 for the first) failed."""
-        wait_cls = tenacity.wait_random_exponential if self.jitter else tenacity.wait_exponential
-        wait = wait_cls(multiplier=self.initial, max=self.maximum, exp_base=self.factor)
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = max(1, attempt)
-        return float(wait(state))
+        """Seconds to wait after delivery number `attempt` (1 for the first) failed.
+
+        Tenacity's wait_exponential / wait_random_exponential formula, computed here
+        rather than through a made-up tenacity call state: an exponent past the cap is
+        the cap (no huge power is computed), and jitter draws uniformly from 0 to it."""
+        exponent = max(1, attempt) - 1
+        if self.factor > 1 and exponent > math.log(self.maximum / self.initial, self.factor):
+            capped = self.maximum
+        else:
+            capped = min(self.initial * self.factor**exponent, self.maximum)
+        return random.uniform(0.0, capped) if self.jitter else float(capped)

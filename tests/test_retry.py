@@ -6,6 +6,7 @@ import datetime as dt
 
 import attrs
 import pytest
+import tenacity
 
 from redistimers import RetryPolicy, RetryTimer, defaults
 
@@ -59,6 +60,22 @@ def test_jittered_delays_lie_between_zero_and_the_capped_exponential(attempt: in
     # Full jitter spreads over the whole range, not just near its top or its bottom.
     assert min(delays) < cap * 0.25
     assert max(delays) > cap * 0.75
+
+
+@pytest.mark.parametrize(
+    ("initial", "factor", "maximum"),
+    [(0.5, 3.0, 1000.0), (1.0, 2.0, 5.0), (30.0, 2.0, 10.0), (0.25, 1.0, 10.0), (1.0, 2, 60.0)],
+)
+def test_delays_without_jitter_are_tenacitys_exponential_wait(
+    initial: float, factor: float, maximum: float
+) -> None:
+    """The formula is tenacity's wait_exponential, asked here through a real call state."""
+    policy = RetryPolicy(initial=initial, factor=factor, maximum=maximum, jitter=False)
+    wait = tenacity.wait_exponential(multiplier=initial, max=maximum, exp_base=factor)
+    state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+    for attempt in [1, 2, 3, 4, 7, 12, 40, 2000]:
+        state.attempt_number = attempt
+        assert policy.delay(attempt) == wait(state)
 
 
 def test_delays_are_floats() -> None:
