@@ -3,10 +3,10 @@
 The envelope (version 1) is a compact JSON object, documented in the README so that
 other languages can schedule timers::
 
-    {"v": 1, "p": <payload>, "h": {"k": "v"}, "c": "<correlation id>", "t": <created ms>}
+    {"v": 1, "p": <payload>, "h": {"k": "v"}, "c": "<correlation id>"}
 
-"h", "c" and "t" are left out when empty (the library writes no "t": a pending timer's
-bytes are what a Redis holding millions of them is made of). A periodic timer adds
+"h" and "c" are left out when empty; a "t" (a creation time, in ms, written by older
+versions) is ignored. A periodic timer adds
 {"a": <anchor ms>, "e": <every ms>} (written first, so that the schedule script can fill
 in "a") or {"cron": "<expr>", "tz": "<zone>"}.
 """
@@ -14,9 +14,7 @@ in "a") or {"cron": "<expr>", "tz": "<zone>"}.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from json import encoder as json_encoder
-from json import scanner as json_scanner
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -24,6 +22,7 @@ import cattrs
 from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
 
+from ._json_speedups import c_encoder, c_scanner
 from .errors import PayloadTypeError
 from .periodic import Period
 from .validation import lone_surrogate
@@ -46,7 +45,6 @@ class Envelope(NamedTuple):
     payload: Any
     headers: Mapping[str, str] = MappingProxyType({})
     correlation_id: str | None = None
-    created_ms: int | None = None
     period: Period | None = None
     #: Where an `every` grid starts: its first due time.
     anchor_ms: float | None = None
@@ -119,7 +117,6 @@ def encode_envelope(
     payload_type: Any | None,
     headers: Mapping[str, str],
     correlation_id: str | None,
-    created_ms: int | None = None,
     period: Period | None = None,
     anchor_ms: float | None = None,
 ) -> str:
@@ -136,13 +133,13 @@ def encode_envelope(
         # goes the long way below.
         body["p"] = payload
         try:
-            text = _dumps(_finish(body, period, headers, correlation_id, created_ms))
+            text = _dumps(_finish(body, period, headers, correlation_id))
         except (TypeError, ValueError, RecursionError):
             pass
         else:
             return _utf8(topic, text)
     body["p"] = unstructure_payload(topic, payload, payload_type)
-    _finish(body, period, headers, correlation_id, created_ms)
+    _finish(body, period, headers, correlation_id)
     try:
         text = _dumps(body)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -173,7 +170,6 @@ def _finish(
     period: Period | None,
     headers: Mapping[str, str],
     correlation_id: str | None,
-    created_ms: int | None,
 ) -> dict[str, Any]:
     """The envelope's fields after the payload."""
     if period is not None:
@@ -182,8 +178,6 @@ def _finish(
         body["h"] = dict(headers)
     if correlation_id is not None:
         body["c"] = correlation_id
-    if created_ms is not None:
-        body["t"] = created_ms
     return body
 
 
@@ -191,30 +185,9 @@ def _finish(
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
-    """CPython's C encoder with _ENCODER's options, built once; None where there is none.
-
-    JSONEncoder.encode builds this object anew on every call, a third of the cost of a
-    small envelope. No circular-reference markers: markers shared between threads would
-    report false cycles, and a real cycle still fails (RecursionError) before any write.
-    """
-    make = getattr(json_encoder, "c_make_encoder", None)
-    if make is None:
-        return None
-    try:
-        encoder: Callable[[Any, int], Sequence[str]] = make(
-            None, _ENCODER.default, json_encoder.encode_basestring, None, ":", ",",
-            False, False, False,
-        )
-        sample = {"v": 1, "p": [1, 1.5, "é\n", None, True, {"k": -2e300}]}
-        if "".join(encoder(sample, 0)) != _ENCODER.encode(sample):
-            return None
-    except (TypeError, ValueError):  # another signature: keep the public way
-        return None
-    return encoder
-
-
-_C_ENCODE = _c_encoder()
+#: CPython's C encoder with _ENCODER's options, built once (JSONEncoder.encode builds it
+#: anew on every call, a third of the cost of a small envelope); None where there is none.
+_C_ENCODE = c_encoder(_ENCODER)
 
 
 def _dumps(body: dict[str, Any]) -> str:
@@ -223,10 +196,11 @@ def _dumps(body: dict[str, Any]) -> str:
     return _ENCODER.encode(body)
 
 
-#: json's scanner (C where there is one): (value, end) of the JSON text at an index.
-_SCAN_JSON: Callable[[str, int], tuple[Any, int]] = json_scanner.make_scanner(
-    json.JSONDecoder()  # type: ignore[arg-type]  # typeshed names the class, not a decoder
-)
+_DECODER = json.JSONDecoder()
+#: (value, end) of the JSON text at an index: CPython's C scanner alone where there is one
+#: (as json.loads would call it, after two regex matches and three calls), else the
+#: decoder's public raw_decode.
+_SCAN_JSON = c_scanner(_DECODER) or _DECODER.raw_decode
 
 
 def decode_envelope(raw: bytes | str) -> Envelope:
@@ -254,7 +228,6 @@ def decode_envelope(raw: bytes | str) -> Envelope:
     correlation_id = body.get("c")
     if not isinstance(headers, dict) or not isinstance(correlation_id, (str, type(None))):
         raise EnvelopeError("envelope headers ('h') or correlation id ('c') are malformed")
-    created = body.get("t")
     anchor = body.get("a")
     try:
         period = Period.from_wire(body)
@@ -264,7 +237,6 @@ def decode_envelope(raw: bytes | str) -> Envelope:
         payload=body["p"],
         headers=headers,
         correlation_id=correlation_id,
-        created_ms=created if isinstance(created, int) else None,
         period=period,
         anchor_ms=float(anchor) if isinstance(anchor, (int, float)) else None,
     )
