@@ -16,15 +16,15 @@ between (DNS rebinding) cannot send it elsewhere. Redirects are never followed, 
 never used, and a response body is read only up to `max_response_bytes`.
 
 The package, a module per job: `payload` (WebhookPayload and its checks), `addresses` (the
-allow-list and the public-address check), `client` (one HTTP exchange), `webhooks` (the
-Webhooks handler, and the check of a scheduled URL against its allow-list) and `errors`;
-every public name is here.
+allow-list and the public-address check), `client` (one HTTP exchange), `response` (what
+the receiver answered), `webhooks` (the Webhooks handler, and the check of a scheduled URL
+against its allow-list) and `errors`; every public name is here. Imports run one way:
+webhooks, then client and addresses, then payload, errors, then response.
 """
 
 from __future__ import annotations
 
 from .addresses import is_public_address
-from .client import WebhookResponse, parse_retry_after
 from .errors import (
     InvalidWebhookError,
     WebhookConnectionError,
@@ -45,6 +45,7 @@ from .payload import (
     new_idempotency_key,
     shown,
 )
+from .response import WebhookResponse, parse_retry_after
 from .webhooks import (
     ERROR_BODY_CHARS,
     MAX_RESPONSE_BYTES,

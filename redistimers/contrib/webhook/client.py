@@ -5,10 +5,7 @@ no redirects followed, no proxies, and a response body read only up to a bound."
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import email.utils
 import http.client
-import re
 import socket
 import ssl
 import threading
@@ -17,44 +14,9 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import attrs
-
 from .errors import WebhookConnectionError, WebhookTimeout
 from .payload import shown
-
-
-@attrs.frozen
-class WebhookResponse:
-    """What the receiver answered. `body` holds the first bytes of a non-2xx response's
-    body; a 2xx response's body is not read (the status is all a timer needs)."""
-
-    status: int
-    reason: str
-    #: Response headers, names in lower case (repeated ones joined with ", ").
-    headers: Mapping[str, str]
-    body: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date), or None
-    when it is missing or malformed."""
-    if value is None:
-        return None
-    value = value.strip()
-    if re.fullmatch(r"[0-9]{1,10}", value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+from .response import WebhookResponse
 
 
 def endpoint(url: str) -> tuple[str, int]:

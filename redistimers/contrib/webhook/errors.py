@@ -3,12 +3,8 @@ once), a Retry-After a RetryTimer; the others are retried per the topic's RetryP
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ...errors import RedisTimersError, RejectTimer, RetryTimer
-
-if TYPE_CHECKING:
-    from .client import WebhookResponse
+from .response import WebhookResponse
 
 
 class WebhookError(RedisTimersError):

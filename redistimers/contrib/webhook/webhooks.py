@@ -15,9 +15,10 @@ from ...errors import ConfigurationError, InvalidTimerError
 from ...models import Delivery
 from ...router import Router
 from .addresses import AllowList, is_ip, is_public_address, normal_host, resolve
-from .client import WebhookResponse, endpoint, exchange, parse_retry_after
+from .client import endpoint, exchange
 from .errors import InvalidWebhookError, WebhookFailed, WebhookRefused, WebhookRetryAfter
 from .payload import WebhookPayload, check_url, delivery_headers, shown
+from .response import WebhookResponse, parse_retry_after
 
 #: Seconds one request may take in all, from connecting to the last byte read: a receiver
 #: that hangs or trickles must not hold a handler slot for long.
