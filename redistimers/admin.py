@@ -1,38 +1,28 @@
-"""Inspect and repair timers: get, list, count, move, purge, dead letters, metrics.
+"""Inspect and repair timers: get, list, count, move, purge, dead letters.
 
-The part of `TimerScheduler` that operators and admin tools use; it speaks of timers and
+What `TimerScheduler` holds for operators and admin tools; it speaks of timers and
 times, and leaves keys and scripts to the store.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import re
-import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, overload
-
-import redis
+from collections.abc import Callable, Mapping
+from typing import Any, overload
 
 from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
 from .deadletters import dead_timer_of
 from .errors import InvalidTimerError
-from .failures import call_error
-from .inspection import TimerInspection
-from .metrics import Metrics, MetricsCounter
 from .models import DeadTimer, TimerInfo, TimerPage, TopicStats
 from .outage import OutageTracker
 from .router import HandlerSpec
 from .store import TimerStore
 from .validation import check_due, check_timer_id, check_topic, datetime_of_ms
-
-if TYPE_CHECKING:
-    from .poller import Poller
 
 log = logging.getLogger("redistimers.admin")
 
@@ -78,32 +68,36 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 class TimerAdmin:
-    """Read and repair operations of a scheduler (a mixin of `TimerScheduler`)."""
+    """Read and repair operations on the timers of a store, for `TimerScheduler`'s methods
+    of the same names. Redis's errors are raised as RedisCallErrors (`tracker`); `wake`
+    is told of topics whose earliest timer it changed, for this process's worker."""
 
-    _store: TimerStore
-    _inspection: TimerInspection
-    _specs: dict[str, HandlerSpec]
-    _tracker: OutageTracker
-    _metrics: MetricsCounter
-    _where: str
-    _who: str
-    _poller: Poller | None
-    _draining: Poller | None
-    _lock: threading.Lock
+    def __init__(
+        self,
+        store: TimerStore,
+        specs: Mapping[str, HandlerSpec],
+        tracker: OutageTracker,
+        wake: Callable[[str], None],
+    ) -> None:
+        self._store = store
+        self._inspection = store.inspection
+        self._specs = specs
+        self._tracker = tracker
+        self._wake = wake
 
     def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
         """The pending timer `timer_id` of `topic`, or None if there is none."""
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
-        with self._redis_errors():
+        with self._tracker.translating():
             stored = self._store.inspect(topic, timer_id)
         if stored is None:
             return None
-        return self._timer_info(
+        return self.timer_info(
             topic, timer_id, stored.envelope, stored.score_ms, stored.server_now_ms,
             stored.attempts, stored.leased,
         )
 
-    def _timer_info(
+    def timer_info(
         self,
         topic: str,
         timer_id: str,
@@ -160,7 +154,7 @@ class TimerAdmin:
 
     def topics(self) -> list[str]:
         """Every topic a timer was ever scheduled on in this namespace, sorted."""
-        with self._redis_errors():
+        with self._tracker.translating():
             return self._inspection.topics()
 
     @overload
@@ -174,7 +168,7 @@ class TimerAdmin:
         those due now, leased (handlers running), dead letters, and how late the oldest
         due timer is."""
         topics = [check_topic(topic)] if topic is not None else None
-        with self._redis_errors():
+        with self._tracker.translating():
             if topics is None:
                 topics = self._inspection.topics()
             counts = self._inspection.stats(topics)
@@ -211,10 +205,10 @@ class TimerAdmin:
         if due_before is not None:
             due = check_due(None, due_before)
             before_ms = due.at_ms
-        with self._redis_errors():
+        with self._tracker.translating():
             now, listed = self._inspection.list_page(topic, after, before_ms, limit)
         timers = [
-            self._timer_info(
+            self.timer_info(
                 topic, item.timer_id, item.envelope, item.score_ms, now, item.attempts, item.leased
             )
             for item in listed
@@ -254,14 +248,13 @@ class TimerAdmin:
         timer."""
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
         due = check_due(activate_in, activate_at)
-        with self._redis_errors():
+        with self._tracker.translating():
             status, stored = self._inspection.reschedule(topic, timer_id, due.at_ms, due.delay_ms)
         if stored is None:
             return None
-        poller = self._poller
-        if status == 1 and poller is not None and topic in self._specs:
-            poller.wake(topic)
-        return self._timer_info(
+        if status == 1:
+            self._wake(topic)
+        return self.timer_info(
             topic, timer_id, stored.envelope, stored.score_ms, stored.server_now_ms,
             stored.attempts, stored.leased,
         )
@@ -269,7 +262,7 @@ class TimerAdmin:
     def purge(self, topic: str) -> int:
         """Remove every pending timer of `topic` (dead letters are kept); returns how many."""
         topic = check_topic(topic)
-        with self._redis_errors():
+        with self._tracker.translating():
             return self._inspection.purge(topic)
 
     # -- dead letters ---------------------------------------------------------------------
@@ -281,7 +274,7 @@ class TimerAdmin:
         _count("offset", offset, 0)
         if limit == 0:
             return []
-        with self._redis_errors():
+        with self._tracker.translating():
             records = self._inspection.dead(topic, limit, offset)
         return [dead_timer_of(topic, record) for record in records]
 
@@ -290,40 +283,14 @@ class TimerAdmin:
         reset; returns how many came back."""
         topic = check_topic(topic)
         ids = None if timer_id is None else [check_timer_id(timer_id)]
-        with self._redis_errors():
+        with self._tracker.translating():
             count = self._inspection.requeue_dead(topic, ids)
-        poller = self._poller
-        if count and poller is not None and topic in self._specs:
-            poller.wake(topic)
+        if count:
+            self._wake(topic)
         return count
 
     def purge_dead(self, topic: str) -> int:
         """Delete the dead letters of `topic`; returns how many there were."""
         topic = check_topic(topic)
-        with self._redis_errors():
+        with self._tracker.translating():
             return self._inspection.purge_dead(topic)
-
-    def metrics(self) -> Metrics:
-        """Counts since this scheduler was created (claimed, succeeded, retried, dead-lettered,
-        rejected, released, lease renewals, stale acks, Redis errors) and handlers running
-        now per topic."""
-        poller = self._poller or self._draining
-        in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
-        return self._metrics.snapshot(
-            self._tracker.errors, self._tracker.full_count, in_flight
-        )
-
-    @contextlib.contextmanager
-    def _redis_errors(self) -> Iterator[None]:
-        """Turn Redis's errors into RedisCallErrors that say what happened (unreachable,
-        full, credentials or permissions refused). They are the caller's to handle:
-        counted in the metrics, but neither logged nor changing `healthy`."""
-        try:
-            yield
-        except redis.exceptions.RedisError as exc:
-            error = call_error(exc, self._where, self._who)
-            if error is None:
-                raise
-            self._tracker.count_error(exc)
-            raise error from exc
-

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from .codec import EnvelopeError, decode_envelope
-from .inspection import DeadRecord
 from .models import DeadTimer
+from .store import DeadRecord
 from .validation import datetime_of_ms
 
 

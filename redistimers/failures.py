@@ -1,5 +1,5 @@
-"""What a Redis error means to the caller of a scheduler method: the RedisCallError that
-says so in words (unreachable, full, refused credentials or permissions)."""
+"""What a Redis error means: worth waiting out (transient), refused access, a full
+Redis; and, to the caller of a scheduler method, the RedisCallError that says so in words."""
 
 from __future__ import annotations
 
@@ -14,7 +14,87 @@ from .errors import (
     RedisPermissionError,
     RedisUnavailableError,
 )
-from .outage import is_bad_credentials, is_out_of_memory, is_refused_access, is_transient
+
+#: Errors that mean "Redis cannot serve us right now" rather than "this call is wrong":
+#: connection loss, timeouts, a server still loading its data, a replica mid-failover.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+_OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
+    cls for cls in (getattr(redis.exceptions, "OutOfMemoryError", None),) if cls is not None
+)
+
+
+#: Errors that mean "Redis will not let this user do this": a wrong password, a missing
+#: ACL permission. Waiting does not help (redis-py makes the first kind a ConnectionError).
+ACCESS_ERRORS: tuple[type[Exception], ...] = tuple(
+    cls
+    for cls in (
+        redis.exceptions.AuthenticationError,
+        getattr(redis.exceptions, "AuthorizationError", None),
+        getattr(redis.exceptions, "NoPermissionError", None),
+    )
+    if cls is not None
+)
+
+#: How Redis words refused credentials, where redis-py does not make them an
+#: AuthenticationError (inside a script, say).
+_BAD_CREDENTIALS_WORDS = (
+    "NOAUTH", "WRONGPASS", "invalid username-password", "Authentication required",
+)
+
+#: How Redis words a refused command or key inside a script (it names neither), or a
+#: refused command outside one (redis-py's NoPermissionError, or a plain error).
+_REFUSED_WORDS = (
+    "NOPERM", "no permissions to", "can't run this command", "can't access at least one",
+    *_BAD_CREDENTIALS_WORDS,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth waiting out: Redis unreachable, loading, failing over."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not is_refused_access(exc)
+
+
+def is_refused_access(exc: BaseException) -> bool:
+    """True when Redis refused this client: authentication failed, or its user lacks an ACL
+    permission for a command, key or channel."""
+    if isinstance(exc, ACCESS_ERRORS):
+        return True
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.ResponseError) and any(
+        words in text for words in _REFUSED_WORDS
+    )
+
+
+def is_bad_credentials(exc: BaseException) -> bool:
+    """True when Redis refused the user name or password (not a permission)."""
+    return isinstance(exc, redis.exceptions.AuthenticationError) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and any(words in str(exc) for words in _BAD_CREDENTIALS_WORDS)
+    )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when Redis refused a write for want of memory (used memory over maxmemory).
+
+    redis-py maps the "-OOM" reply of a plain command to OutOfMemoryError (stripping
+    "OOM" from the message); Redis 6 reports it from inside a script as a plain error.
+    """
+    if isinstance(exc, _OUT_OF_MEMORY):
+        return True
+    text = str(exc)
+    return isinstance(exc, redis.exceptions.ResponseError) and (
+        text.startswith("OOM") or "OOM command not allowed" in text
+        or "used memory > 'maxmemory'" in text
+    )
+
 
 
 def describe_location(client: redis.Redis) -> str:

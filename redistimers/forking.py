@@ -2,45 +2,50 @@
 
 Before the fork, the Redis connection pools' locks are taken, so that the child never
 inherits one held by a thread it does not have (redis-py resets the pool in the child
-under those locks). In the child, a scheduler started in the parent forgets its
-threads: it is not running there, and start() starts it properly.
+under those locks). In the child, each tracked owner is told to forget its threads: a
+scheduler started in the parent is not running there, and start() starts it properly.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from .pool_locks import hold_pool_locks
 from .store import TimerStore
 
-if TYPE_CHECKING:
-    from .scheduler import TimerScheduler
-
-_tracked: weakref.WeakSet[TimerScheduler] = weakref.WeakSet()
+_tracked: weakref.WeakKeyDictionary[TimerStore, weakref.WeakMethod[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
 _held: list[Any] = []
 
 
-def track(scheduler: TimerScheduler) -> None:
-    """Look after `scheduler` at every fork of this process."""
-    _tracked.add(scheduler)
+def track(store: TimerStore, forget_in_child: Callable[[], None]) -> None:
+    """Look after `store`'s connection pool at every fork of this process, and call
+    `forget_in_child` (a bound method, held weakly) in the child."""
+    _tracked[store] = weakref.WeakMethod(forget_in_child)
 
 
 def _before() -> None:
-    stores = {id(s._store.client.connection_pool): s._store for s in list(_tracked)}
-    for store in stores.values():
-        _held.extend(store.hold_for_fork())
+    pools = {id(store.client.connection_pool): store.client for store in list(_tracked)}
+    for client in pools.values():
+        _held.extend(hold_pool_locks(client))
 
 
 def _after_in_parent() -> None:
-    TimerStore.release_after_fork(_held)
+    for lock in reversed(_held):
+        lock.release()
     _held.clear()
 
 
 def _after_in_child() -> None:
     _after_in_parent()
-    for scheduler in list(_tracked):
-        scheduler._forget_after_fork()
+    for reference in list(_tracked.values()):
+        forget = reference()
+        if forget is not None:
+            forget()
 
 
 if hasattr(os, "register_at_fork"):

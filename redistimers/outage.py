@@ -1,4 +1,5 @@
-"""Redis calls that outlast an outage: tenacity backoff, one log line down, one line up.
+"""Redis calls that outlast an outage: tenacity backoff, one log line down, one line up;
+and the errors of other callers' calls, said in words (`translating`).
 
 An outage is Redis unreachable, stalled (a call that has not been answered for a while),
 or full (over `maxmemory`, so it refuses writes that need memory). Each is logged once
@@ -7,101 +8,23 @@ when it begins and once when it ends, and `healthy` is False meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import redis
 import tenacity
 
 from . import defaults
+from .errors import RedisCallError
+from .failures import call_error, is_out_of_memory, is_transient
 
 T = TypeVar("T")
 
 log = logging.getLogger("redistimers.outage")
-
-#: Errors that mean "Redis cannot serve us right now" rather than "this call is wrong":
-#: connection loss, timeouts, a server still loading its data, a replica mid-failover.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-)
-
-_OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
-    cls for cls in (getattr(redis.exceptions, "OutOfMemoryError", None),) if cls is not None
-)
-
-
-#: Errors that mean "Redis will not let this user do this": a wrong password, a missing
-#: ACL permission. Waiting does not help (redis-py makes the first kind a ConnectionError).
-ACCESS_ERRORS: tuple[type[Exception], ...] = tuple(
-    cls
-    for cls in (
-        redis.exceptions.AuthenticationError,
-        getattr(redis.exceptions, "AuthorizationError", None),
-        getattr(redis.exceptions, "NoPermissionError", None),
-    )
-    if cls is not None
-)
-
-#: How Redis words refused credentials, where redis-py does not make them an
-#: AuthenticationError (inside a script, say).
-_BAD_CREDENTIALS_WORDS = (
-    "NOAUTH", "WRONGPASS", "invalid username-password", "Authentication required",
-)
-
-#: How Redis words a refused command or key inside a script (it names neither), or a
-#: refused command outside one (redis-py's NoPermissionError, or a plain error).
-_REFUSED_WORDS = (
-    "NOPERM", "no permissions to", "can't run this command", "can't access at least one",
-    *_BAD_CREDENTIALS_WORDS,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors worth waiting out: Redis unreachable, loading, failing over."""
-    return isinstance(exc, TRANSIENT_ERRORS) and not is_refused_access(exc)
-
-
-def is_refused_access(exc: BaseException) -> bool:
-    """True when Redis refused this client: authentication failed, or its user lacks an ACL
-    permission for a command, key or channel."""
-    if isinstance(exc, ACCESS_ERRORS):
-        return True
-    text = str(exc)
-    return isinstance(exc, redis.exceptions.ResponseError) and any(
-        words in text for words in _REFUSED_WORDS
-    )
-
-
-def is_bad_credentials(exc: BaseException) -> bool:
-    """True when Redis refused the user name or password (not a permission)."""
-    return isinstance(exc, redis.exceptions.AuthenticationError) or (
-        isinstance(exc, redis.exceptions.ResponseError)
-        and any(words in str(exc) for words in _BAD_CREDENTIALS_WORDS)
-    )
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True when Redis refused a write for want of memory (used memory over maxmemory).
-
-    redis-py maps the "-OOM" reply of a plain command to OutOfMemoryError (stripping
-    "OOM" from the message); Redis 6 reports it from inside a script as a plain error.
-    """
-    if isinstance(exc, _OUT_OF_MEMORY):
-        return True
-    text = str(exc)
-    return isinstance(exc, redis.exceptions.ResponseError) and (
-        text.startswith("OOM") or "OOM command not allowed" in text
-        or "used memory > 'maxmemory'" in text
-    )
-
 
 class OutageTracker:
     """Runs a worker's Redis calls again with exponential backoff and jitter until they
@@ -111,8 +34,9 @@ class OutageTracker:
     the failed calls of other callers (whose errors are raised to them instead of logged).
     """
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, who: str = "the default user") -> None:
         self.where = where
+        self.who = who  # the Redis user, for errors
         self.errors = 0
         self.full_count = 0
         #: Why the worker gave up: Redis refused its credentials or permissions.
@@ -122,6 +46,14 @@ class OutageTracker:
         self._down_since: float | None = None
         self._full_since: float | None = None
         self._call_started: float | None = None
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a lock held by a parent's thread would stay held for ever, and
+        the parent's outage is not the child's to report."""
+        self._lock = threading.Lock()
+        self._answered = False
+        self._down_since = self._full_since = self._call_started = None
+        self.refused = None
 
     @property
     def healthy(self) -> bool:
@@ -145,6 +77,27 @@ class OutageTracker:
             self.errors += 1
             if is_out_of_memory(exc):
                 self.full_count += 1
+
+    def call_error(self, exc: BaseException) -> RedisCallError | None:
+        """The RedisCallError to raise to another caller for `exc` (counted), or None when
+        `exc` is an answer about the call itself, to raise as Redis gave it."""
+        error = call_error(exc, self.where, self.who)
+        if error is not None:
+            self.count_error(exc)
+        return error
+
+    @contextlib.contextmanager
+    def translating(self) -> Iterator[None]:
+        """Raise Redis's errors in the block as RedisCallErrors that say what happened
+        (unreachable, full, credentials or permissions refused). They are the caller's to
+        handle: counted in the metrics, but neither logged nor changing `healthy`."""
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            error = self.call_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
     def failed(self, exc: BaseException) -> None:
         """Record a failed call of the worker; the first failure of an outage is logged."""
@@ -177,9 +130,10 @@ class OutageTracker:
                 "again " if answered_before else "", time.monotonic() - down_since,
             )
 
-    def refuse(self, error: Exception) -> None:
-        """Record that Redis refused the worker's credentials or permissions: logged once,
-        whichever of the worker's threads meets it first."""
+    def refuse(self, exc: Exception) -> None:
+        """Record that Redis refused the worker's credentials or permissions (`exc`, said in
+        words): logged once, whichever of the worker's threads meets it first."""
+        error = call_error(exc, self.where, self.who) or exc
         with self._lock:
             first = self.refused is None
             if first:
@@ -257,34 +211,19 @@ class OutageTracker:
             self.succeeded()
             return result
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            self._call_started = None
-            if state.outcome is not None:
-                exc = state.outcome.exception()
-                if exc is not None:
-                    self.failed(exc)
-
-        def wait(seconds: float) -> None:
-            sleep(seconds)
-
         def attempt() -> T:
             self._call_started = time.monotonic()
             return fn()
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(_worth_waiting_out),
-            wait=tenacity.wait_random_exponential(
-                multiplier=defaults.REDIS_BACKOFF_INITIAL * 2,
-                min=defaults.REDIS_BACKOFF_INITIAL,
-                max=defaults.REDIS_BACKOFF_MAX,
-            ),
-            stop=lambda _state: give_up(),
-            sleep=wait,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
+        def before_sleep(exc: BaseException) -> None:
+            self._call_started = None
+            self.failed(exc)
+
         try:
-            result = retrying(attempt)
+            result = keep_trying(
+                attempt, retry_if=_worth_waiting_out, wait=REDIS_BACKOFF, give_up=give_up,
+                sleep=sleep, before_sleep=before_sleep,
+            )
         except Exception as exc:
             if _worth_waiting_out(exc):
                 self.failed(exc)
@@ -293,6 +232,49 @@ class OutageTracker:
             self._call_started = None
         self.succeeded()
         return result
+
+
+#: How long to wait before calling a Redis that failed again: exponential with jitter.
+REDIS_BACKOFF = tenacity.wait_random_exponential(
+    multiplier=defaults.REDIS_BACKOFF_INITIAL * 2,
+    min=defaults.REDIS_BACKOFF_INITIAL,
+    max=defaults.REDIS_BACKOFF_MAX,
+)
+
+
+def keep_trying(
+    fn: Callable[[], T],
+    *,
+    retry_if: Callable[[BaseException], bool],
+    wait: tenacity.wait.wait_base,
+    give_up: Callable[[], bool],
+    sleep: Callable[[float], object],
+    before_sleep: Callable[[BaseException], object],
+) -> T:
+    """`fn()` until it succeeds, fails with an error `retry_if` refuses, or `give_up()`:
+    tenacity's loop, the one backoff of every retry of the library. Callers try once
+    themselves first, so that the common case builds no loop; this tries again at once,
+    then after `wait`'s delays. `before_sleep` sees each error waited on; the last error
+    is raised."""
+
+    def note(state: tenacity.RetryCallState) -> None:
+        if state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                before_sleep(exc)
+
+    def pause(seconds: float) -> None:
+        sleep(seconds)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retry_if),
+        wait=wait,
+        stop=lambda _state: give_up(),
+        sleep=pause,
+        before_sleep=note,
+        reraise=True,
+    )
+    return retrying(fn)
 
 
 def _worth_waiting_out(exc: BaseException) -> bool:

@@ -21,15 +21,17 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+import tenacity
+
 from . import defaults
 from .delivery import RELEASE, Hooks, Outcome, deliver, failure_outcome, log_extra, settle
-from .failures import call_error
+from .failures import is_refused_access
 from .metrics import MetricsCounter
-from .outage import OutageTracker, is_refused_access
+from .outage import OutageTracker, keep_trying
 from .retry import RetryPolicy
 from .router import HandlerSpec
 from .store import Batch, ClaimedTimer, ClaimResult, TimerStore, new_claimer_id
@@ -67,8 +69,8 @@ _FULL_RECHECK_S = 5.0
 #: Seconds between log lines about a poller turn that keeps failing the same way.
 _REPEAT_LOG_S = 300.0
 
-#: Longest wait before trying a failed poller turn again (1 s, 2 s, 4 s... up to this).
-_FAILED_TURN_BACKOFF_MAX = 30.0
+#: Waits before trying a failed poller turn again: 1 s, 2 s, 4 s... up to 30 s.
+_FAILED_TURN_BACKOFF = tenacity.wait_exponential(multiplier=1, max=30)
 
 
 class _Running:
@@ -82,8 +84,20 @@ class _Running:
         self.lease_lost = False
 
 
+class _Pass:
+    """The bookkeeping of `Poller.run_pending`: timers delivered, topics done."""
+
+    __slots__ = ("done", "ran", "seen")
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+        self.done: set[str] = set()
+        self.ran = 0
+
+
 class Poller:
-    """Claims, runs and settles the timers of `specs` until stopped."""
+    """Claims, runs and settles the timers of `specs` until stopped: in its own threads
+    (`start`), or in one pass on the calling thread (`run_pending`, when `inline`)."""
 
     def __init__(
         self,
@@ -95,10 +109,9 @@ class Poller:
         max_poll_interval: float,
         hooks: Hooks,
         metrics: MetricsCounter,
-        who: str = "the default user",
+        inline: bool = False,
     ) -> None:
         self._store = store
-        self._who = who  # the Redis user, for errors
         self._hooks = hooks
         self._metrics = metrics
         self._topics = {topic: _Topic(spec) for topic, spec in specs.items()}
@@ -121,15 +134,25 @@ class Poller:
         self._abort = threading.Event()  # give up on Redis and running handlers now
         self._exited = threading.Event()
         self._late_lock = threading.Lock()
-        self._pool = HandlerPool(max(1, sum(spec.max_concurrent for spec in specs.values())))
+        self._failures = 0  # poller turns failed in a row
+        self._logged: tuple[str, str] | None = None  # the failure last logged
+        self._logged_at = 0.0
+        self._pass: _Pass | None = None  # a run_pending pass going on
         self._thread = threading.Thread(target=self._run, name="redistimers-poller", daemon=True)
         self._watchdog = threading.Thread(
             target=self._watch, name="redistimers-watchdog", daemon=True
         )
-        channels = {store.keys(topic).wake: topic for topic in specs}
-        self._listener = (
-            WakeListener(store.client, channels, self.wake, tracker, who) if specs else None
-        )
+        self._submit: Callable[[Callable[[], None]], None]
+        self._pool: HandlerPool | None = None
+        self._listener: WakeListener | None = None
+        if inline:
+            self._submit = _call
+            return
+        self._pool = HandlerPool(max(1, sum(spec.max_concurrent for spec in specs.values())))
+        self._submit = self._pool.submit
+        if specs:
+            channels = {store.wake_channel(topic): topic for topic in specs}
+            self._listener = WakeListener(store.client, channels, self.wake, tracker)
 
     # -- control, from any thread ---------------------------------------------------------
 
@@ -170,7 +193,8 @@ class Poller:
             self._listener.join(max(0.05, deadline - time.monotonic()))
         if self._exited.is_set():
             self._watchdog.join(1.0)  # it ends as soon as the poller thread has
-        self._pool.shutdown(wait=drained, timeout=1.0)
+        if self._pool is not None:
+            self._pool.shutdown(wait=drained, timeout=1.0)
         return drained
 
     def stop_now(self) -> None:
@@ -213,6 +237,11 @@ class Poller:
                                   timer.topic, timer.timer_id, extra=log_extra(timer))
                     delay_ms = math.ceil(policy.delay(timer.attempt) * 1000)
                     outcome = Outcome("retry", delay_ms=delay_ms)
+                if self._pass is not None and not isinstance(exc, Exception):
+                    self._completed.append((timer, outcome))
+                    raise  # Ctrl-C in run_pending's handler: its caller's to handle
+            if self._pass is not None:
+                self._pass.ran += 1
         self._completed.append((timer, outcome))
         if self._sleeping:
             self._wake.set()
@@ -258,41 +287,74 @@ class Poller:
             self._tracker.watch()
 
     def _run(self) -> None:
-        failures = 0
-        logged: tuple[str, str] | None = None  # the failure last logged
-        logged_at = 0.0
         try:
             while not self._abort.is_set():
                 try:
-                    if not self._turn():
-                        break
+                    going = self._turn()
                 except Exception as exc:
-                    if is_refused_access(exc):  # waiting will not mend a password or an ACL
-                        self._tracker.refuse(call_error(exc, self._tracker.where, self._who)
-                                             or exc)
-                        break
-                    # Not a Redis outage (those are waited out in _send): a bug, or an
-                    # error Redis keeps answering. Logged once with its traceback, then
-                    # again only if it changes or every few minutes; tried again with backoff.
-                    failures += 1
-                    seen = (type(exc).__name__, str(exc))
-                    now = time.monotonic()
-                    if seen != logged:
-                        log.exception("poller turn failed; trying again with backoff")
-                        logged, logged_at = seen, now
-                    elif now - logged_at >= _REPEAT_LOG_S:
-                        log.error("poller turns still failing (%d so far): %s: %s",
-                                  failures, *seen)
-                        logged_at = now
-                    self._abort.wait(min(_FAILED_TURN_BACKOFF_MAX, 2 ** (min(failures, 6) - 1)))
-                else:
-                    if failures:
-                        log.warning("poller turns work again after %d failed", failures)
-                        failures, logged = 0, None
-                    self._sleep()
+                    going = self._recover(exc)
+                if not going:
+                    break
+                self._sleep()
         finally:
             self._exited.set()
             self._settle_late()
+
+    def _recover(self, exc: Exception) -> bool:
+        """After a failed turn that is not a Redis outage (those are waited out in _send):
+        a bug, or an error Redis keeps answering. Turns are tried again with backoff until
+        one works (what it returned), Redis refuses access, or the poller is aborted."""
+        try:
+            if is_refused_access(exc):
+                raise exc
+            self._turn_failed(exc)
+            going = keep_trying(
+                self._turn, retry_if=lambda error: not is_refused_access(error),
+                wait=_FAILED_TURN_BACKOFF, give_up=self._abort.is_set, sleep=self._abort.wait,
+                before_sleep=self._turn_failed,
+            )
+        except Exception as error:
+            if is_refused_access(error):  # waiting will not mend a password or an ACL
+                self._tracker.refuse(error)
+            else:  # aborted while failing
+                log.error("poller turn failed while stopping: %s", error)
+            return False
+        log.warning("poller turns work again after %d failed", self._failures)
+        self._failures, self._logged = 0, None
+        return going
+
+    def _turn_failed(self, exc: BaseException) -> None:
+        """Log a failed turn once with its traceback, then again only if the failure changes
+        or every few minutes."""
+        self._failures += 1
+        seen = (type(exc).__name__, str(exc))
+        now = time.monotonic()
+        if seen != self._logged:
+            log.error("poller turn failed; trying again with backoff", exc_info=exc)
+            self._logged, self._logged_at = seen, now
+        elif now - self._logged_at >= _REPEAT_LOG_S:
+            log.error("poller turns still failing (%d so far): %s: %s", self._failures, *seen)
+            self._logged_at = now
+
+    def run_pending(self) -> int:
+        """Deliver every timer due now, one at a time on the calling thread, with the same
+        claims, isolation of suspects and settling as the threads; returns how many ran.
+        A timer that comes due again at once is left for later. Redis errors are raised
+        (as RedisCallErrors), not waited out."""
+        self._pass = run = _Pass()
+        try:
+            while True:
+                self._turn()
+                idle = not (self._running or self._completed or self._suspects)
+                if idle and run.done.issuperset(self._topics):
+                    return run.ran
+        except BaseException:
+            if self._completed:  # settle what ran before the error, if Redis lets us
+                self._exited.set()
+                self._settle_late()
+            raise
+        finally:
+            self._pass = None
 
     def _turn(self) -> bool:
         """One claim-settle-renew round trip; False when done."""
@@ -338,9 +400,11 @@ class Poller:
 
     def _add_claims(self, batch: Batch, now: float) -> None:
         probe_full = self._tracker.full
+        one_at_a_time = self._pass is not None
         for topic, state in self._topics.items():
             if state.free > 0 and state.next_claim_at <= now:
-                batch.claim(topic, state.spec.lease_ms, state.free, probe_full)
+                limit = 1 if one_at_a_time else state.free
+                batch.claim(topic, state.spec.lease_ms, limit, probe_full)
 
     def _isolating(self, now: float) -> bool:
         """No claims while a suspect waits to run alone, or runs alone within its window."""
@@ -386,7 +450,7 @@ class Poller:
             "past the lease); delivering attempt %d alone", timer.topic, timer.timer_id,
             timer.attempt, extra=log_extra(timer),
         )
-        self._pool.submit(partial(self._deliver, alone))
+        self._submit(partial(self._deliver, alone))
 
     def _add_renewals(self, batch: Batch, now: float) -> None:
         if now < self._next_renewal:
@@ -411,6 +475,9 @@ class Poller:
         # timers are delivered again after their leases expire); claims and renewals are
         # of no use once stopping.
         give_up_on = self._abort if batch.settles else self._stopping
+        if self._pass is not None:  # run_pending: its caller is told, not kept waiting
+            with self._tracker.translating():
+                return self._store.execute(batch)
         try:
             results = self._tracker.call(
                 lambda: self._store.execute(batch),
@@ -463,15 +530,27 @@ class Poller:
                 "Redis ran the claim of topic %s twice (it was sent again after a timeout): "
                 "the second answered with the timers of the first", topic,
             )
+        run = self._pass
         for timer in result.timers:
             state.in_flight += 1
             self._running[(topic, timer.timer_id, timer.token)] = _Running(timer, renew_at)
+            if run is not None:
+                if (topic, timer.timer_id) in run.seen:  # due again at once: leave it for later
+                    self._completed.append((timer, RELEASE))
+                    run.done.add(topic)
+                    continue
+                run.seen.add((topic, timer.timer_id))
             if result.suspects and timer.suspect:
                 self._suspects.append((timer, now))
             else:
-                self._pool.submit(partial(self._deliver, timer))
+                self._submit(partial(self._deliver, timer))
         if result.timers:
             self._next_renewal = min(self._next_renewal, renew_at)
+        if run is not None:  # claim again at once, until the topic has nothing due
+            if not result.timers:
+                run.done.add(topic)
+            state.next_claim_at = math.inf if topic in run.done else 0.0
+            return
         wait = self._max_poll_interval
         if self._tracker.full:
             wait = min(wait, _FULL_RECHECK_S)
@@ -514,3 +593,8 @@ class Poller:
                 self._wake.wait(wake_at - now)
         finally:
             self._sleeping = False
+
+
+def _call(task: Callable[[], None]) -> None:
+    """Run a delivery at once, on the calling thread (run_pending)."""
+    task()

@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, overload
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -17,23 +17,22 @@ from redis.retry import Retry
 from . import defaults, forking
 from .admin import TimerAdmin
 from .codec import encode_envelope
-from .delivery import Hooks, deliver, settle
+from .delivery import Hooks
 from .errors import (
     ConfigurationError,
     InvalidTimerError,
     PayloadTooLargeError,
     SchedulerStateError,
 )
-from .failures import call_error, describe_location, describe_user, redacted_url
-from .inspection import TimerInspection
-from .metrics import MetricsCounter
-from .models import Delivery, TimerInfo, TimerSpec
+from .failures import describe_location, describe_user, redacted_url
+from .metrics import Metrics, MetricsCounter
+from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats
 from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
 from .router import HandlerSpec, Router, merge_routers
-from .store import ScheduleEntry, TimerStore, WriteFailed, Written, new_claimer_id
+from .store import ScheduleEntry, TimerStore, WriteFailed, Written
 from .validation import (
     DueTime,
     check_correlation_id,
@@ -53,18 +52,19 @@ class _ServerClock:
     """The Redis server's now, read once (one round trip) and only if asked: a cron timer's
     first occurrence comes from Redis's clock, as every due time does."""
 
-    def __init__(self, scheduler: TimerScheduler) -> None:
-        self._scheduler = scheduler
+    def __init__(self, store: TimerStore, tracker: OutageTracker) -> None:
+        self._store = store
+        self._tracker = tracker
         self._now_ms: float | None = None
 
     def now_ms(self) -> float:
         if self._now_ms is None:
-            with self._scheduler._redis_errors():
-                self._now_ms = self._scheduler._store.server_time_ms()
+            with self._tracker.translating():
+                self._now_ms = self._store.server_time_ms()
         return self._now_ms
 
 
-class TimerScheduler(TimerAdmin):
+class TimerScheduler:
     """Distributed timers on one Redis: any process may schedule; processes with routers
     deliver each due timer of their topics to its handler, at least once, never early.
     """
@@ -91,7 +91,6 @@ class TimerScheduler(TimerAdmin):
             routers = [routers]
         self._specs: dict[str, HandlerSpec] = merge_routers(routers)
         self._store = TimerStore(client, check_namespace(namespace))
-        self._inspection = TimerInspection(self._store)
         self._default_retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self._default_retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
@@ -112,13 +111,13 @@ class TimerScheduler(TimerAdmin):
         self._hooks = Hooks(on_success, on_failure, on_dead)
         self._metrics = MetricsCounter()
         self._where = describe_location(client)
-        self._who = describe_user(client)
-        self._tracker = OutageTracker(self._where)
+        self._tracker = OutageTracker(self._where, describe_user(client))
+        self._admin = TimerAdmin(self._store, self._specs, self._tracker, self._wake_locally)
         self._lock = threading.Lock()
         self._poller: Poller | None = None
         self._draining: Poller | None = None  # a poller that stop() waits for
         self._lost_to_fork = False
-        forking.track(self)
+        forking.track(self._store, self._forget_after_fork)
 
     @classmethod
     def from_url(
@@ -192,7 +191,7 @@ class TimerScheduler(TimerAdmin):
             topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
             every, cron, tz,
         )
-        entry = self._entry(spec, check_topic(spec.topic), _ServerClock(self))
+        entry = self._entry(spec, check_topic(spec.topic), self._clock())
         self._write({spec.topic: [entry]})
         return entry.timer_id
 
@@ -218,9 +217,9 @@ class TimerScheduler(TimerAdmin):
             topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
             every, cron, tz,
         )
-        entry = self._entry(spec, check_topic(spec.topic), _ServerClock(self))
+        entry = self._entry(spec, check_topic(spec.topic), self._clock())
         written = self._write({spec.topic: [entry]}, with_due=True)
-        return self._timer_info(
+        return self._admin.timer_info(
             spec.topic, entry.timer_id, entry.envelope, written.due_ms[spec.topic][0],
             written.server_now_ms or 0.0, 0, False,
         )
@@ -237,7 +236,7 @@ class TimerScheduler(TimerAdmin):
         """
         by_topic: dict[str, list[ScheduleEntry]] = {}
         ids: list[str] = []
-        clock = _ServerClock(self)
+        clock = self._clock()
         for spec in timers:
             if not isinstance(spec, TimerSpec):
                 raise InvalidTimerError(
@@ -264,7 +263,7 @@ class TimerScheduler(TimerAdmin):
             if error is failure.cause:  # not Redis being gone or full: as Redis said it
                 raise error from None
             raise error from failure.cause
-        self._wake_locally(written.woke)
+        self._wake_locally(*written.woke)
         return written
 
     def _write_error(
@@ -273,10 +272,9 @@ class TimerScheduler(TimerAdmin):
         """The error to raise for a write Redis failed: RedisFullError or
         RedisUnavailableError telling which timers were written; other errors as they are."""
         cause = failure.cause
-        error = call_error(cause, self._where, self._who)
+        error = self._tracker.call_error(cause)
         if error is None:
             return cause
-        self._tracker.count_error(cause)
         error.with_timers(failure.written, failure.unwritten, failure.unconfirmed)
         entries = [entry for entries in by_topic.values() for entry in entries]
         if len(entries) == 1:
@@ -338,7 +336,10 @@ class TimerScheduler(TimerAdmin):
             )
         return ScheduleEntry(timer_id, envelope, due.at_ms, due.delay_ms)
 
-    def _wake_locally(self, topics: set[str]) -> None:
+    def _clock(self) -> _ServerClock:
+        return _ServerClock(self._store, self._tracker)
+
+    def _wake_locally(self, *topics: str) -> None:
         """Topics whose earliest timer this process just changed: claim them now, without
         waiting for the pub/sub message."""
         poller = self._poller
@@ -350,8 +351,106 @@ class TimerScheduler(TimerAdmin):
     def cancel_timer(self, topic: str, timer_id: str) -> bool:
         """Remove a timer so it never fires (again); True if it existed."""
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
-        with self._redis_errors():
+        with self._tracker.translating():
             return self._store.cancel(topic, timer_id)
+
+    # -- inspecting and repairing ---------------------------------------------------------
+
+    def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
+        """The pending timer `timer_id` of `topic`, or None if there is none."""
+        return self._admin.get_timer(topic, timer_id)
+
+    def payload_type(self, topic: str) -> Any | None:
+        """The payload type this process's handler of `topic` declares (None: no handler,
+        or an untyped one). Admin tools use it to decode JSON into the topic's type."""
+        return self._admin.payload_type(topic)
+
+    def topics(self) -> list[str]:
+        """Every topic a timer was ever scheduled on in this namespace, sorted."""
+        return self._admin.topics()
+
+    @overload
+    def stats(self, topic: str) -> TopicStats: ...
+
+    @overload
+    def stats(self, topic: None = None) -> dict[str, TopicStats]: ...
+
+    def stats(self, topic: str | None = None) -> TopicStats | dict[str, TopicStats]:
+        """Counts of one topic, or of every known topic (a dict by topic): pending timers,
+        those due now, leased (handlers running), dead letters, and how late the oldest
+        due timer is."""
+        return self._admin.stats(topic)
+
+    def list_timers(
+        self,
+        topic: str,
+        *,
+        due_before: dt.datetime | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> TimerPage:
+        """A page of `topic`'s pending timers in due order (leased ones at their lease's
+        expiry). Pass the page's `cursor` to get the next one; it stays exact while timers
+        come and go. `due_before` (aware) keeps only timers due before it."""
+        return self._admin.list_timers(topic, due_before=due_before, limit=limit, cursor=cursor)
+
+    def reschedule(
+        self,
+        topic: str,
+        timer_id: str,
+        *,
+        activate_in: dt.timedelta | float | None = None,
+        activate_at: dt.datetime | None = None,
+    ) -> bool:
+        """Move a pending timer to a new due time, keeping its payload, headers and period.
+        False when there is no such timer, or a handler is running it (it is not moved
+        under its running handler)."""
+        return self._admin.reschedule(
+            topic, timer_id, activate_in=activate_in, activate_at=activate_at
+        )
+
+    def reschedule_and_get(
+        self,
+        topic: str,
+        timer_id: str,
+        *,
+        activate_in: dt.timedelta | float | None = None,
+        activate_at: dt.datetime | None = None,
+    ) -> TimerInfo | None:
+        """Move a pending timer as `reschedule` does, and return it as it is now, read by
+        the same script: moved, or, when a handler is running it, not moved and
+        `leased` (its `due_at` is then when the lease ends). None when there is no such
+        timer."""
+        return self._admin.reschedule_and_get(
+            topic, timer_id, activate_in=activate_in, activate_at=activate_at
+        )
+
+    def purge(self, topic: str) -> int:
+        """Remove every pending timer of `topic` (dead letters are kept); returns how many."""
+        return self._admin.purge(topic)
+
+    def dead_timers(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadTimer]:
+        """Dead-lettered timers of `topic`, in the order they died: `limit` from `offset`."""
+        return self._admin.dead_timers(topic, limit, offset)
+
+    def requeue_dead(self, topic: str, timer_id: str | None = None) -> int:
+        """Make one dead-lettered timer (or all of `topic`'s) due now, with its attempts
+        reset; returns how many came back."""
+        return self._admin.requeue_dead(topic, timer_id)
+
+    def purge_dead(self, topic: str) -> int:
+        """Delete the dead letters of `topic`; returns how many there were."""
+        return self._admin.purge_dead(topic)
+
+    def metrics(self) -> Metrics:
+        """Counts since this scheduler was created (claimed, succeeded, retried, dead-lettered,
+        rejected, released, lease renewals, stale acks, Redis errors) and handlers running
+        now per topic."""
+        poller = self._poller or self._draining
+        in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
+        return self._metrics.snapshot(
+            self._tracker.errors, self._tracker.full_count, in_flight
+        )
 
     # -- running handlers -----------------------------------------------------------------
 
@@ -398,7 +497,6 @@ class TimerScheduler(TimerAdmin):
                 max_poll_interval=self._max_poll_interval,
                 hooks=self._hooks,
                 metrics=self._metrics,
-                who=self._who,
             )
             self._lost_to_fork = False
             self._poller.start()
@@ -481,48 +579,23 @@ class TimerScheduler(TimerAdmin):
     def run_pending(self) -> int:
         """Deliver every timer due now, one at a time in this thread; return how many ran.
 
-        For tests and cron-style use; not while the scheduler runs in the background.
+        It claims, runs, isolates suspects and settles as the background worker does, and
+        leaves a timer that comes due again at once for later. For tests and cron-style
+        use; not while the scheduler runs in the background. Redis errors are raised.
         """
         if self._poller is not None:
             raise SchedulerStateError("run_pending() cannot be used while the scheduler runs")
-        claimer = new_claimer_id()
-        ran = 0
-        for topic, spec in self._specs.items():
-            seen: set[str] = set()
-            while True:
-                batch = self._store.batch(claimer)
-                batch.claim(topic, spec.lease_ms, 1)
-                with self._redis_errors():
-                    (claim,) = self._store.execute(batch)
-                if not claim.timers:
-                    break
-                timer = claim.timers[0]
-                batch = self._store.batch(claimer)
-                if timer.timer_id in seen:  # asked to run again at once: leave it for later
-                    batch.release(topic, [(timer.timer_id, timer.token, timer.mark)])
-                    with self._redis_errors():
-                        self._store.execute(batch)
-                    break
-                seen.add(timer.timer_id)
-                self._metrics.add("claimed")
-                if timer.suspect:  # it runs alone here: say so, as the poller does
-                    batch.solo(topic, spec.lease_ms, timer.timer_id, timer.token)
-                    with self._redis_errors():
-                        (token,) = self._store.execute(batch)
-                    if not token:
-                        continue
-                    timer = timer._replace(token=token)
-                    batch = self._store.batch(claimer)
-                outcome = deliver(
-                    spec, timer, self._default_retry, self._hooks, self._store.server_now_ms
-                )
-                self._metrics.outcome(outcome.kind)
-                settle(batch, [(timer, outcome)])
-                with self._redis_errors():
-                    (stale,) = self._store.execute(batch)
-                self._metrics.add("stale_acks", len(stale))
-                ran += 1
-        return ran
+        engine = Poller(
+            self._store,
+            self._specs,
+            self._tracker,
+            default_retry=self._default_retry,
+            max_poll_interval=self._max_poll_interval,
+            hooks=self._hooks,
+            metrics=self._metrics,
+            inline=True,
+        )
+        return engine.run_pending()
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -533,7 +606,7 @@ class TimerScheduler(TimerAdmin):
             self._poller = None
             self._lost_to_fork = True
         self._lock = threading.Lock()
-        self._tracker = OutageTracker(self._where)
+        self._tracker.reset_after_fork()
 
     def __repr__(self) -> str:
         state = "running" if self._poller is not None else "stopped"

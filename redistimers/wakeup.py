@@ -11,8 +11,8 @@ from typing import Any
 import redis
 
 from . import defaults
-from .failures import call_error
-from .outage import OutageTracker, is_refused_access
+from .failures import is_refused_access
+from .outage import REDIS_BACKOFF, OutageTracker, keep_trying
 
 log = logging.getLogger("redistimers.wakeup")
 
@@ -36,11 +36,9 @@ class WakeListener:
         channels: Mapping[str, str],
         on_wake: Callable[[str | None], None],
         tracker: OutageTracker,
-        who: str = "the default user",
     ) -> None:
         self._client = client
         self._tracker = tracker
-        self._who = who
         self._topic_of = dict(channels)  # channel -> topic
         self._on_wake = on_wake
         self._stop = threading.Event()
@@ -62,16 +60,38 @@ class WakeListener:
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        pubsub: Any = None
-        failures = 0
-        heard = time.monotonic()  # when the connection last said anything
-        pinged: float | None = None  # when a keepalive PING went unanswered so far
         while not self._stop.is_set():
             try:
-                if pubsub is None:
-                    pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-                    pubsub.subscribe(*self._topic_of)
-                    heard, pinged = time.monotonic(), None
+                try:
+                    self._listen()
+                except Exception as exc:  # tried again with backoff until it listens again
+                    if is_refused_access(exc):
+                        raise
+                    self._tracker.failed(exc)
+                    keep_trying(
+                        self._listen, retry_if=lambda error: not is_refused_access(error),
+                        wait=REDIS_BACKOFF, give_up=self._stop.is_set, sleep=self._stop.wait,
+                        before_sleep=self._tracker.failed,
+                    )
+            except Exception as exc:
+                if is_refused_access(exc):  # a password or an ACL: waiting will not mend it
+                    self._tracker.refuse(exc)
+                    return
+                if not self._stop.is_set():  # only a give-up ends the backoff: a bug
+                    log.exception("the wake-up listener failed; listening again")
+                    self._stop.wait(defaults.REDIS_BACKOFF_MAX)
+
+    def _listen(self) -> None:
+        """Subscribe and pass wake-ups on until stopped. Raises when it cannot subscribe or
+        the connection fails before a subscription; returns after reporting a failure of a
+        connection that did subscribe, so that the backoff starts afresh."""
+        pubsub: Any = self._client.pubsub()  # type: ignore[no-untyped-call]
+        subscribed = False
+        try:
+            pubsub.subscribe(*self._topic_of)
+            heard = time.monotonic()  # when the connection last said anything
+            pinged: float | None = None  # when a keepalive PING went unanswered so far
+            while not self._stop.is_set():
                 message = pubsub.get_message(timeout=defaults.LISTENER_POLL_INTERVAL)
                 now = time.monotonic()
                 if message is None:
@@ -88,20 +108,15 @@ class WakeListener:
                     self._on_wake(self._topic_of.get(_text(message["channel"])))
                 elif message["type"] == "subscribe":
                     # Also seen when redis-py reconnects and subscribes again by itself.
-                    if failures:
-                        self._tracker.succeeded()
-                    failures = 0
+                    subscribed = True
+                    self._tracker.succeeded()
                     self._on_wake(None)
-            except Exception as exc:
-                if is_refused_access(exc):  # a password or an ACL: waiting will not mend it
-                    self._tracker.refuse(call_error(exc, self._tracker.where, self._who) or exc)
-                    break
-                self._tracker.failed(exc)
-                failures += 1
-                self._close(pubsub)
-                pubsub = None
-                self._stop.wait(min(defaults.REDIS_BACKOFF_MAX, 0.1 * 2 ** min(failures, 6)))
-        self._close(pubsub)
+        except Exception as exc:
+            if not subscribed or is_refused_access(exc):
+                raise
+            self._tracker.failed(exc)
+        finally:
+            self._close(pubsub)
 
     @staticmethod
     def _close(pubsub: Any) -> None:

@@ -64,7 +64,7 @@ def test_a_claim_run_twice_answers_the_second_time_with_the_timers_of_the_first(
     """What Redis does with a pipeline sent again after a read timeout: both copies run.
     The second must neither lease other timers nor count other attempts."""
     store = TimerStore(client, defaults.NAMESPACE)
-    store.schedule("jobs", [store_entry(f"t{n}") for n in range(5)])
+    store.schedule_many({"jobs": [store_entry(f"t{n}") for n in range(5)]})
     batch = store.batch("worker-1")
     batch.claim("jobs", 30_000, 3)
     (first,) = store.execute(batch)
@@ -86,7 +86,7 @@ def test_a_claim_run_twice_answers_the_second_time_with_the_timers_of_the_first(
 
 def test_a_replayed_claim_leaves_out_timers_settled_since(client: redis.Redis) -> None:
     store = TimerStore(client, defaults.NAMESPACE)
-    store.schedule("jobs", [store_entry("a"), store_entry("b")])
+    store.schedule_many({"jobs": [store_entry("a"), store_entry("b")]})
     batch = store.batch("w")
     batch.claim("jobs", 30_000, 10)
     (first,) = store.execute(batch)

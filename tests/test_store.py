@@ -16,13 +16,13 @@ from redis.crc import key_slot
 
 from redistimers import defaults
 from redistimers.store import (
-    _SCRIPTS,
     SCRIPT_NAMES,
     ClaimedTimer,
     ClaimResult,
     ScheduleEntry,
     TimerStore,
     TopicKeys,
+    script_sha,
 )
 from redistimers.testing import RedisServer
 
@@ -770,7 +770,7 @@ def test_scripts_are_loaded_again_after_script_flush(
 ) -> None:
     redis_client.script_flush()
     schedule(store, TOPIC, [at("a", past), at("b", past)])  # NOSCRIPT on a fresh cache
-    assert all(redis_client.script_exists(*(sha for _, sha in _SCRIPTS.values())))
+    assert all(redis_client.script_exists(*(script_sha(name) for name in SCRIPT_NAMES)))
     redis_client.script_flush()
     a, b = claim(store).timers
     redis_client.script_flush()
@@ -790,8 +790,7 @@ def test_scripts_are_loaded_again_after_script_flush(
 def test_load_scripts_loads_every_script(store: TimerStore, redis_client: redis.Redis) -> None:
     redis_client.script_flush()
     store.load_scripts()
-    assert set(_SCRIPTS) == set(SCRIPT_NAMES)
-    assert redis_client.script_exists(*(sha for _, sha in _SCRIPTS.values())) == [True] * len(
+    assert redis_client.script_exists(*(script_sha(name) for name in SCRIPT_NAMES)) == [True] * len(
         SCRIPT_NAMES
     )
 

@@ -89,7 +89,7 @@ def test_a_claim_marks_timers_whose_previous_delivery_never_reported_back(
     redis_client: redis.Redis,
 ) -> None:
     store = _store(redis_client)
-    store.schedule(TOPIC, [ScheduleEntry("a", ENVELOPE, delay_ms=0)])
+    store.schedule_many({TOPIC: [ScheduleEntry("a", ENVELOPE, delay_ms=0)]})
     (first,) = _claim(store, lease_ms=1)
     assert first.mark == ""
     assert not first.suspect
@@ -113,7 +113,7 @@ def test_a_released_suspect_keeps_its_mark(redis_client: redis.Redis) -> None:
     """A suspect handed back at stop() before it ran is still a suspect for the next
     worker, and its attempt is not counted."""
     store = _store(redis_client)
-    store.schedule(TOPIC, [ScheduleEntry("a", ENVELOPE, delay_ms=0)])
+    store.schedule_many({TOPIC: [ScheduleEntry("a", ENVELOPE, delay_ms=0)]})
     _claim(store, lease_ms=1)
     time.sleep(0.01)
     (suspect,) = _claim(store)
@@ -185,10 +185,10 @@ def test_a_claim_run_twice_marks_its_suspects_the_same_both_times(
     redis_client: redis.Redis,
 ) -> None:
     store = _store(redis_client)
-    store.schedule(TOPIC, [ScheduleEntry(i, ENVELOPE, delay_ms=0) for i in ("a", "b", "c")])
+    store.schedule_many({TOPIC: [ScheduleEntry(i, ENVELOPE, delay_ms=0) for i in ("a", "b", "c")]})
     _claim(store, lease_ms=1)
     time.sleep(0.01)
-    store.schedule(TOPIC, [ScheduleEntry("b", ENVELOPE, delay_ms=0)])  # b set again: fresh
+    store.schedule_many({TOPIC: [ScheduleEntry("b", ENVELOPE, delay_ms=0)]})  # b set again: fresh
     batch = store.batch()
     batch.claim(TOPIC, 30_000, 10)
     (first,) = store.execute(batch)

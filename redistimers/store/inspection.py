@@ -1,7 +1,5 @@
-"""Inspection and repair of stored timers: topics, counts, pages in due order, moves,
-purges and dead letters. Part of the store: this and `store.py` are the only code that
-knows keys and scripts, and every operation touches one topic's cluster slot.
-"""
+"""Inspection and repair queries of stored timers: topics, counts, pages in due order,
+moves, purges and dead letters. Every operation touches one topic's cluster slot."""
 
 from __future__ import annotations
 
@@ -9,9 +7,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import redis
 
-from . import defaults
-from .store import Op, StoredTimer, TimerStore, chunks, text
+from .. import defaults
+from .keys import Keys
+from .scripts import Op, Scripts, chunks, text
+
+
+@attrs.frozen
+class StoredTimer:
+    """A timer as stored, for inspection."""
+
+    envelope: bytes | str
+    score_ms: float
+    server_now_ms: float
+    attempts: int
+    leased: bool
 
 
 @attrs.frozen
@@ -48,22 +59,24 @@ class DeadRecord:
     record: bytes | str
 
 
-class TimerInspection:
-    """Read and repair operations on a `TimerStore`'s timers."""
+class StoreInspection:
+    """Read and repair queries on the timers of one namespace."""
 
-    def __init__(self, store: TimerStore) -> None:
-        self._store = store
+    def __init__(self, client: redis.Redis, keys: Keys, scripts: Scripts) -> None:
+        self._client = client
+        self._keys = keys
+        self._scripts = scripts
 
     def topics(self) -> list[str]:
         """The topics of this namespace that have pending timers or dead letters now: those
         of the set of topics (every write that finds a topic empty adds it) whose keys
         exist, checked in one round trip."""
-        known = sorted(text(t) for t in self._store.client.smembers(self._store.topics_key))
+        known = sorted(text(t) for t in self._client.smembers(self._keys.topics))
         if not known:
             return []
-        pipe: Any = self._store.client.pipeline(transaction=False)
+        pipe: Any = self._client.pipeline(transaction=False)
         for topic in known:
-            k = self._store.keys(topic)
+            k = self._keys.topic(topic)
             pipe.exists(k.due, k.dead)
         return [topic for topic, found in zip(known, pipe.execute(), strict=True) if found]
 
@@ -71,28 +84,28 @@ class TimerInspection:
         """Counts of each topic, one script call each, in one round trip."""
         ops = []
         for topic in topics:
-            k = self._store.keys(topic)
+            k = self._keys.topic(topic)
             ops.append(Op("stats", topic, "stats", (k.due, k.lease, k.dead), ()))
         return [
             StoredStats(
                 server_now_ms=float(now), pending=int(pending), due=int(due),
                 leased=int(leased), dead=int(dead), first_ms=float(first) if first else None,
             )
-            for now, pending, due, leased, dead, first in self._store.run(ops)
+            for now, pending, due, leased, dead, first in self._scripts.run(ops)
         ] if ops else []
 
     def list_page(
         self, topic: str, after: tuple[str, str] | None, due_before_ms: float | None, limit: int
     ) -> tuple[float, list[ListedTimer]]:
         """A page of timers in due order after `after` (a score as Redis wrote it, an id)."""
-        k = self._store.keys(topic)
+        k = self._keys.topic(topic)
         args = (
             *(after or ("-inf", "")),
             "+inf" if due_before_ms is None else f"({due_before_ms!r}",
             limit,
         )
         op = Op("list", topic, "list", (k.due, k.body, k.lease, k.attempts), args)
-        reply = self._store.run([op])
+        reply = self._scripts.run([op])
         now, *items = reply[0]
         return float(now), [
             ListedTimer(
@@ -111,11 +124,11 @@ class TimerInspection:
     ) -> tuple[int, StoredTimer | None]:
         """Move a pending timer: (1, the timer as moved), (-1, the timer a handler holds,
         not moved), or (0, None) when there is no such timer."""
-        k = self._store.keys(topic)
+        k = self._keys.topic(topic)
         mode, ms = ("at", at_ms) if at_ms is not None else ("in", delay_ms or 0.0)
         args = (k.wake, timer_id, mode, repr(float(ms)))
         keys = (k.due, k.body, k.lease, k.attempts)
-        reply = self._store.run([Op("reschedule", topic, "reschedule", keys, args)])[0]
+        reply = self._scripts.run([Op("reschedule", topic, "reschedule", keys, args)])[0]
         status = int(reply[0])
         if status == 0:
             return 0, None
@@ -127,20 +140,20 @@ class TimerInspection:
 
     def purge(self, topic: str) -> int:
         """Remove every pending timer of a topic; returns how many."""
-        k = self._store.keys(topic)
+        k = self._keys.topic(topic)
         keys = (k.due, k.body, k.lease, k.attempts)
-        return int(self._store.run([Op("purge", topic, "purge", keys, ())])[0])
+        return int(self._scripts.run([Op("purge", topic, "purge", keys, ())])[0])
 
     def dead(self, topic: str, limit: int, offset: int) -> list[DeadRecord]:
         """Dead letters of a topic, the oldest first: a page of `limit` from `offset`."""
-        k = self._store.keys(topic)
-        entries: list[tuple[Any, float]] = self._store.client.zrange(  # type: ignore[assignment]
+        k = self._keys.topic(topic)
+        entries: list[tuple[Any, float]] = self._client.zrange(  # type: ignore[assignment]
             k.dead, offset, offset + limit - 1, withscores=True
         )
         if not entries:
             return []
         ids = [text(member) for member, _score in entries]
-        records = self._store.client.hmget(k.dead_body, ids)
+        records = self._client.hmget(k.dead_body, ids)
         return [
             DeadRecord(timer_id, float(score), record)
             for timer_id, (_member, score), record in zip(ids, entries, records, strict=True)
@@ -149,24 +162,24 @@ class TimerInspection:
 
     def requeue_dead(self, topic: str, timer_ids: Sequence[str] | None) -> int:
         """Make dead letters due now again (all of them when `timer_ids` is None)."""
-        k = self._store.keys(topic)
+        k = self._keys.topic(topic)
         keys = (k.due, k.body, k.lease, k.attempts, k.dead, k.dead_body)
         if timer_ids is not None:
             ops = [
                 Op("requeue", topic, "requeue", keys, (k.wake, len(chunk), *chunk))
                 for chunk in chunks(timer_ids, defaults.SETTLE_BATCH_MAX)
             ]
-            return sum(int(n) for n in self._store.run(ops)) if ops else 0
+            return sum(int(n) for n in self._scripts.run(ops)) if ops else 0
         total = 0
         while True:  # the oldest first, a bounded number per script call
             op = Op("requeue", topic, "requeue", keys, (k.wake, defaults.SETTLE_BATCH_MAX))
-            back = int(self._store.run([op])[0])
+            back = int(self._scripts.run([op])[0])
             total += back
-            if not self._store.client.zcard(k.dead):
+            if not self._client.zcard(k.dead):
                 return total
 
     def purge_dead(self, topic: str) -> int:
         """Delete every dead letter of a topic; returns how many there were."""
-        k = self._store.keys(topic)
+        k = self._keys.topic(topic)
         op = Op("purge_dead", topic, "purge_dead", (k.dead, k.dead_body), ())
-        return int(self._store.run([op])[0])
+        return int(self._scripts.run([op])[0])

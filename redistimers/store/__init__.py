@@ -1,0 +1,29 @@
+"""The store: the only code that knows Redis keys and Lua. Timers in, timers out, fenced
+by tokens; several operations go to Redis in one pipelined round trip through `Batch`."""
+
+from .batch import Batch, ClaimedTimer, ClaimResult, new_claimer_id
+from .inspection import DeadRecord, ListedTimer, StoredStats, StoredTimer, StoreInspection
+from .keys import Keys, TopicKeys
+from .scripts import SCRIPT_NAMES, Op, script_sha
+from .timers import ScheduleEntry, TimerStore, WriteFailed, Written
+
+__all__ = [
+    "SCRIPT_NAMES",
+    "Batch",
+    "ClaimResult",
+    "ClaimedTimer",
+    "DeadRecord",
+    "Keys",
+    "ListedTimer",
+    "Op",
+    "ScheduleEntry",
+    "StoreInspection",
+    "StoredStats",
+    "StoredTimer",
+    "TimerStore",
+    "TopicKeys",
+    "WriteFailed",
+    "Written",
+    "new_claimer_id",
+    "script_sha",
+]
