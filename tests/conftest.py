@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ import redis
 from redistimers import Router, TimerScheduler
 from redistimers.testing import RedisServer
 
-from .helpers import Recorder, RecordingFactory, SchedulerFactory
+from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ def recording(
 
     def make(
         topic: str = "ticks",
-        behaviour: Callable[[Any, Any], None] | None = None,
+        behaviour: Behaviour | None = None,
         *,
         handler: dict[str, Any] | None = None,
         **scheduler_options: Any,

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -55,14 +56,14 @@ class Call:
     local_now: dt.datetime
 
 
+#: What a Recorder does after recording a call: `behaviour(payload, delivery)`.
+Behaviour = Callable[[Any, Delivery | None], None]
+
+
 class Recorder:
     """A handler that records its calls; `behaviour(payload, delivery)` may raise or block."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        behaviour: Callable[[Any, Delivery | None], None] | None = None,
-    ) -> None:
+    def __init__(self, client: redis.Redis, behaviour: Behaviour | None = None) -> None:
         self.client = client
         self.behaviour = behaviour
         self.calls: list[Call] = []
@@ -90,6 +91,16 @@ class Recorder:
 RecordingFactory = Callable[..., tuple[TimerScheduler, Recorder]]
 
 
+def blocked_until(event: threading.Event, timeout: float = 10.0) -> Behaviour:
+    """A behaviour whose handler blocks until `event` is set (at most `timeout` seconds):
+    ``recording("ticks", blocked_until(release))``."""
+
+    def block(payload: Any, delivery: Delivery | None) -> None:
+        event.wait(timeout)
+
+    return block
+
+
 def server_now(client: redis.Redis) -> dt.datetime:
     """The Redis server's clock."""
     seconds, micros = client.time()
@@ -103,6 +114,14 @@ def dead_letters(client: redis.Redis, topic: str) -> dict[str, dict[str, Any]]:
         i: json.loads(client.hget(f"redistimers:{{{topic}}}:dead_body", i) or b"null")
         for i in ids
     }
+
+
+def closed_port() -> int:
+    """A local TCP port where nothing listens (bound a moment ago, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def redistimers_threads() -> set[threading.Thread]:
