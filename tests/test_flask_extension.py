@@ -1,22 +1,18 @@
-"""The Flask extension (redistimers.contrib.flask) with Flask's test client and CLI runner,
-against the session's real redis-server."""
+"""The Flask extension (redistimers.contrib.flask): its packaging, its settings, scheduling
+from requests and handlers run in the app context; with Flask's test client, against the
+session's real redis-server."""
+
 
 from __future__ import annotations
 
-import concurrent.futures
-import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
-import threading
 import types
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-import attrs
 import pytest
 import redis
 from flask import Flask, current_app, g
@@ -27,60 +23,29 @@ from redistimers import (
     InvalidHandlerError,
     PayloadTypeError,
     RedisTimersError,
-    RedisUnavailableError,
     RetryPolicy,
     Router,
     SchedulerStateError,
     TimerScheduler,
 )
 from redistimers.contrib.flask import Timers
-from redistimers.testing import RedisServer
-from tests.helpers import redistimers_threads, wait_for
 
-REPO = Path(__file__).resolve().parent.parent
-DEADLINE = 30.0
-
-
-@attrs.frozen
-class Reminder:
-    user: str
-
-
-AppFactory = Callable[..., Flask]
-
-
-def _closed_port() -> int:
-    """A local port nothing listens on (free a moment ago)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from ._flask_support import (
+    DEADLINE,
+    AppFactory,
+    Reminder,
+    closed_port,
+    flask_apps,
+)
+from .helpers import REPO, redistimers_threads, wait_for
 
 
 @pytest.fixture
 def make_app(redis_client: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
-    """Flask apps configured for the session's Redis (namespace "web"); at teardown every
-    scheduler they created is stopped."""
-    apps: list[Flask] = []
-
-    def make(timers: Timers, name: str = "web_app", **config: Any) -> Flask:
-        app = Flask(name)
-        app.config.update(
-            {"TESTING": True, "REDISTIMERS_URL": redis_url, "REDISTIMERS_NAMESPACE": "web"}
-        )
-        app.config.update(config)
-        timers.init_app(app)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        state = app.extensions["redistimers"]
-        state.stop_here(timeout=5)
-        if state.created:
-            state.scheduler.stop(timeout=5)
+    """Flask apps configured for the session's Redis (namespace "web"), each scheduler they
+    created stopped at teardown."""
+    with flask_apps(redis_url) as make:
+        yield make
 
 
 # -- packaging ---------------------------------------------------------------------------
@@ -154,7 +119,7 @@ def test_readme_example_schedules_delivers_in_the_app_context_and_503s_while_red
     assert scheduler.run_pending() == 1  # in this thread: no app context but the handler's
     assert "invoice INV-7 is due" in caplog.text
 
-    down = _readme_example(f"redis://127.0.0.1:{_closed_port()}/0").create_app()
+    down = _readme_example(f"redis://127.0.0.1:{closed_port()}/0").create_app()
     answer = down.test_client().post("/invoices/INV-8/remind")
     assert (answer.status_code, answer.headers["Retry-After"]) == (503, "5")
 
@@ -465,286 +430,3 @@ def test_async_generator_and_payloadless_handlers_are_refused_at_registration(
     assert seen == [("checked", 5)]
 
 
-# -- the in-process mode -----------------------------------------------------------------
-
-
-def _started_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.getMessage().startswith("started the timer scheduler")]
-
-
-def test_in_process_mode_starts_once_per_process_on_the_first_request_and_delivers(
-    make_app: AppFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="redistimers.flask")
-    delivered: list[tuple[str, str]] = []
-    lock = threading.Lock()
-    timers = Timers()
-
-    @timers.handler("pings")
-    def ping(payload: int, delivery: Delivery) -> None:
-        with lock:
-            delivered.append((current_app.name, delivery.timer_id))
-
-    app = make_app(timers, name="inproc", REDISTIMERS_RUN_IN_WEB=True)
-
-    @app.post("/ping")
-    def schedule() -> dict[str, object]:
-        return {
-            "timer_id": timers.set_timer("pings", 1, activate_in=0),
-            "running": timers.scheduler.running,
-        }
-
-    scheduler = timers.get_scheduler(app)
-    assert not scheduler.running  # nothing starts before a request
-
-    def post(_: int) -> dict[str, Any]:
-        response = app.test_client().post("/ping")
-        return response.get_json()  # type: ignore[no-any-return]
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # first requests arrive together
-        answers = list(pool.map(post, range(24)))
-    assert all(answer["running"] for answer in answers)
-    assert len(_started_records(caplog)) == 1
-    assert app.extensions["redistimers"].started_pid == os.getpid()
-    assert timers.start_in_process(app) is False  # already running here
-
-    expected = {answer["timer_id"] for answer in answers}
-    wait_for(lambda: len(delivered) >= len(expected), DEADLINE)
-    assert sorted(delivered) == sorted(("inproc", timer_id) for timer_id in expected)
-
-    assert timers.stop_in_process(app) is True
-    assert not scheduler.running
-    app.test_client().post("/ping")  # a later request starts it again
-    assert scheduler.running
-    assert len(_started_records(caplog)) == 2
-
-
-@pytest.fixture
-def down_redis() -> Iterator[RedisServer]:
-    """A redis-server on a free port, not started: nothing listens there until the test
-    calls start(). Closed at teardown."""
-    server = RedisServer(port=_closed_port())
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-def _redis_down_app(timers: Timers, server: RedisServer, **config: Any) -> Flask:
-    """An app of `server` (maybe down): ``GET /health`` needs no Redis, ``POST /ping``
-    schedules, and RedisUnavailableError is a 503 (as README's example does)."""
-    app = Flask("down_app")
-    app.config.update(REDISTIMERS_URL=server.url, REDISTIMERS_NAMESPACE="down", **config)
-    timers.init_app(app)
-    app.get("/health")(lambda: "ok")
-
-    @app.post("/ping")
-    def ping() -> dict[str, object]:
-        return {"timer_id": timers.set_timer("pings", 1, activate_in=0),
-                "running": timers.scheduler.running}
-
-    @app.errorhandler(RedisUnavailableError)
-    def redis_down(exc: RedisUnavailableError) -> tuple[str, int]:
-        return str(exc), 503
-
-    return app
-
-
-def test_the_app_boots_and_serves_while_redis_is_down_and_schedules_once_it_is_up(
-    down_redis: RedisServer,
-) -> None:
-    timers = Timers()
-
-    @timers.handler("pings")
-    def ping(payload: int) -> None: ...
-
-    threads_before = redistimers_threads()
-    app = _redis_down_app(timers, down_redis)  # init_app does not connect
-    client = app.test_client()
-    health = client.get("/health")
-    assert (health.status_code, health.text) == (200, "ok")
-    down = client.post("/ping")
-    assert down.status_code == 503
-    assert f"cannot reach Redis at 127.0.0.1:{down_redis.port}" in down.text
-    assert not timers.get_scheduler(app).running
-    assert redistimers_threads() == threads_before  # nothing started in the background
-
-    down_redis.start()
-    up = client.post("/ping")  # the same process, the same scheduler: nothing to restart
-    assert up.status_code == 200, up.text
-    timer = timers.get_scheduler(app).get_timer("pings", up.get_json()["timer_id"])
-    assert timer is not None
-    assert timer.payload == 1
-
-
-def test_in_process_mode_serves_requests_while_redis_is_down_and_delivers_once_it_is_up(
-    down_redis: RedisServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    delivered: list[tuple[str, str]] = []
-    timers = Timers()
-
-    @timers.handler("pings")
-    def ping(payload: int, delivery: Delivery) -> None:
-        delivered.append((current_app.name, delivery.timer_id))
-
-    app = _redis_down_app(timers, down_redis, REDISTIMERS_RUN_IN_WEB=True)
-    client = app.test_client()
-    try:
-        health = client.get("/health")  # the first request starts the scheduler...
-        assert (health.status_code, health.text) == (200, "ok")  # ...and is served at once
-        state = app.extensions["redistimers"]
-        assert state.started_pid == os.getpid()
-        assert state.scheduler.running
-        assert not any("could not start" in r.getMessage() for r in caplog.records)
-        where = f"127.0.0.1:{down_redis.port}"
-
-        def waiting() -> list[str]:
-            return [m for r in caplog.records if "waiting for Redis" in (m := r.getMessage())]
-
-        wait_for(waiting, DEADLINE)  # its threads wait in the background
-        assert where in waiting()[0]
-        assert client.post("/ping").status_code == 503
-        assert client.get("/health").status_code == 200
-
-        down_redis.start()
-        answer = client.post("/ping")
-        assert answer.status_code == 200, answer.text
-        assert answer.get_json()["running"] is True
-        wait_for(lambda: delivered, DEADLINE)
-        assert delivered == [("down_app", answer.get_json()["timer_id"])]
-        assert len(waiting()) == 1, waiting()  # one line for the whole wait
-        assert len(_started_records(caplog)) == 1
-    finally:
-        assert timers.stop_in_process(app, timeout=5)
-
-
-@pytest.mark.slow
-def test_in_process_mode_after_fork_starts_again_in_the_child_and_delivers_there(
-    redis_client: redis.Redis, redis_url: str
-) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "_flask_fork.py"), redis_url, "forking"],
-        capture_output=True, text=True, cwd=REPO, timeout=DEADLINE * 2, check=False,
-    )
-    detail = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 0, detail
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    child = report["pid"]
-    assert report["running_before"] is False, detail  # the parent's start is not inherited
-    assert report["running_after"] is True, detail
-    assert report["started_pid"] == child, detail
-    assert report["delivered"] == [f"{child} {report['timer_id']}"], detail
-
-
-# -- the `flask redistimers` group -------------------------------------------------------
-
-
-def test_cli_group_forwards_stats_and_list_to_the_redistimers_command(
-    make_app: AppFactory,
-) -> None:
-    timers = Timers()
-    app = make_app(timers, REDISTIMERS_NAMESPACE="clins")
-    with app.app_context():
-        timers.set_timer("invoices", {"n": 1}, activate_in=600, timer_id="inv-1")
-        timers.set_timer("invoices", {"n": 2}, activate_in=900, timer_id="inv-2")
-    runner = app.test_cli_runner()
-
-    stats = runner.invoke(args=["redistimers", "stats"])
-    assert stats.exit_code == 0, stats.output
-    assert "invoices" in stats.output
-
-    listed = runner.invoke(args=["redistimers", "list", "invoices"])
-    assert listed.exit_code == 0, listed.output
-    assert "inv-1" in listed.output
-    assert "inv-2" in listed.output
-
-    unknown = runner.invoke(args=["redistimers", "no-such-command"])
-    assert unknown.exit_code == 2, unknown.output
-
-
-def test_cli_group_lists_worker_and_the_library_commands(make_app: AppFactory) -> None:
-    app = make_app(Timers())
-    result = app.test_cli_runner().invoke(args=["redistimers", "--help"])
-    assert result.exit_code == 0, result.output
-    assert "deliver this app's timers" in result.output  # worker, the group's own
-    for command in ("stats", "list", "get", "schedule", "cancel", "dead"):
-        assert f"\n  {command} " in result.output, result.output
-    assert "demo" not in result.output  # it would not use the app's Redis
-
-
-def test_cli_worker_delivers_with_the_apps_handlers_and_concurrency_until_stopped(
-    make_app: AppFactory, redis_url: str
-) -> None:
-    release = threading.Event()
-    running: list[str] = []
-    timers = Timers()
-
-    @timers.handler("reports", max_concurrent=10)
-    def report(payload: int) -> None:
-        running.append(current_app.config["GREETING"])
-        release.wait(DEADLINE)
-
-    app = make_app(timers, GREETING="hi")
-    outsider = TimerScheduler.from_url(redis_url, namespace="web")  # schedules, as a web app
-    for n in range(5):
-        outsider.set_timer("reports", n, activate_in=0)
-
-    results: list[Any] = []
-    runner = app.test_cli_runner()
-    thread = threading.Thread(
-        target=lambda: results.append(
-            runner.invoke(args=["redistimers", "worker", "--concurrency", "2",
-                                "--shutdown-timeout", "5s"])
-        )
-    )
-    thread.start()
-    try:
-        wait_for(lambda: len(running) == 2, DEADLINE)
-        state = app.extensions["redistimers"]
-        wait_for(lambda: state.created and state.scheduler.running, DEADLINE)
-        assert state.scheduler.metrics().in_flight == {"reports": 2}  # --concurrency 2, not 10
-    finally:
-        release.set()
-    wait_for(lambda: outsider.stats("reports").pending == 0, DEADLINE)
-    state.scheduler.stop(5)  # run_forever returns, as it does on SIGTERM
-    thread.join(DEADLINE)
-    assert not thread.is_alive()
-    assert results[0].exit_code == 0, results[0].output
-    assert running == ["hi"] * 5
-
-
-def test_cli_worker_with_wrong_credentials_exits_saying_so() -> None:
-    timers = Timers()
-
-    @timers.handler("pings")
-    def ping(payload: object) -> None: ...
-
-    with RedisServer() as url:
-        with redis.Redis.from_url(url) as admin:
-            admin.acl_setuser("timers", enabled=True, passwords=["+s3cret"], keys=["*"],
-                              commands=["+@all"])
-        app = Flask("wrong_password")
-        app.config["REDISTIMERS_URL"] = url.replace("redis://", "redis://timers:wrong@")
-        timers.init_app(app)
-        result = app.test_cli_runner().invoke(args=["redistimers", "worker"])
-    assert result.exit_code == 2, result.output
-    assert "redistimers: error: Redis at 127.0.0.1:" in result.output
-    assert "refused to authenticate" in result.output
-
-
-def test_cli_forwarded_command_while_redis_is_down_is_one_line_naming_it(
-    down_redis: RedisServer,
-) -> None:
-    app = _redis_down_app(Timers(), down_redis)
-    result = app.test_cli_runner().invoke(args=["redistimers", "stats"])
-    assert result.exit_code == 2, result.output
-    assert f"cannot reach Redis at 127.0.0.1:{down_redis.port}" in result.output
-    assert "Traceback" not in result.output
-
-
-def test_cli_worker_without_handlers_refuses_to_start(make_app: AppFactory) -> None:
-    app = make_app(Timers())
-    result = app.test_cli_runner().invoke(args=["redistimers", "worker"])
-    assert result.exit_code == 2
-    assert "registers no timer handlers" in result.output
