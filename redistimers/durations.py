@@ -32,4 +32,7 @@ def parse_duration(text: str) -> dt.timedelta:
             ) from None
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidTimerError(f"duration {text!r} must be a finite number >= 0")
-    return dt.timedelta(seconds=seconds)
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:  # past timedelta's billion days
+        raise InvalidTimerError(f"duration {text!r} is out of range") from None
