@@ -1,31 +1,28 @@
-"""Reading and writing the HTTP admin API's JSON: rendering timers, reading request bodies
-and query strings field by field (each error a 400 naming its field), and the bearer token.
+"""Reading and answering the HTTP admin API's requests: bodies and query strings, each
+error a 400 naming its field, through the input adapter (redistimers.inputs) that the
+command line shares; JSON answers; the bearer token. What the answers hold is
+redistimers.jsonforms, the command line's vocabulary too.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import flask
 
-from ..codec import EnvelopeError, converter, structure_payload
-from ..durations import parse_duration
-from ..errors import ConfigurationError, InvalidTimerError
-from ..models import DeadTimer, TimerInfo, TopicStats
-from ..periodic import Period, check_period
+from ..errors import ConfigurationError, InvalidTimerError, PayloadTypeError
+from ..inputs import InputError, read_json, topic_payload
 from ..scheduler import TimerScheduler
-from ..validation import check_due
 
 #: Most timers or dead letters one page lists.
 MAX_PAGE = 1000
 REALM = 'Bearer realm="redistimers"'
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -55,157 +52,50 @@ def error_response(
     return respond({"error": message, "field": field}, status, headers)
 
 
-# -- rendering ----------------------------------------------------------------------------
-
-
-def iso(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC with microseconds and a Z: 2030-01-01T09:00:00.000000Z."""
-    utc = moment.astimezone(dt.timezone.utc)
-    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def timer_json(info: TimerInfo) -> Json:
-    """A pending timer as the API shows it."""
-    body: Json = {
-        "topic": info.topic,
-        "id": info.timer_id,
-        "due_at": iso(info.due_at),
-        "remaining_s": round(info.remaining.total_seconds(), 6),
-        "attempts": info.attempts,
-        "leased": info.leased,
-        "payload": converter.unstructure(info.payload),
-        "headers": dict(info.headers),
-        "correlation_id": info.correlation_id,
-    }
-    if info.every is not None:
-        body["every_s"] = info.every.total_seconds()
-    if info.cron is not None:
-        body["cron"], body["tz"] = info.cron, info.tz
-    return body
-
-
-def dead_json(dead: DeadTimer) -> Json:
-    """A dead-lettered timer as the API shows it."""
-    return {
-        "topic": dead.topic,
-        "id": dead.timer_id,
-        "payload": dead.payload,
-        "error": dead.error,
-        "reason": dead.reason,
-        "error_type": dead.error_type,
-        "traceback": dead.traceback,
-        "attempts": dead.attempts,
-        "died_at": iso(dead.died_at),
-        "headers": dict(dead.headers),
-        "correlation_id": dead.correlation_id,
-    }
-
-
-def stats_json(stats: TopicStats) -> Json:
-    lag = stats.oldest_due_lag
-    return {
-        "topic": stats.topic,
-        "pending": stats.pending,
-        "due": stats.due,
-        "leased": stats.leased,
-        "dead": stats.dead,
-        "oldest_due_lag_s": None if lag is None else round(lag.total_seconds(), 6),
-    }
-
-
 # -- reading requests ---------------------------------------------------------------------
 
+#: The body's name of each set_timer argument, for errors naming the field at fault.
+FIELDS = {
+    "activate_in": "in", "activate_at": "at", "timer_id": "id", "headers": "headers",
+    "correlation_id": "correlation_id", "every": "every", "cron": "cron", "tz": "tz",
+}
 
-def field_value(field: str, check: Callable[[Any], Any], value: Any) -> Any:
+
+def field_value(field: str, check: Callable[[Any], T], value: Any) -> T:
     """`check(value)`, with its InvalidTimerError turned into a 400 naming `field`."""
     try:
         return check(value)
-    except (InvalidTimerError, OverflowError) as exc:
+    except InvalidTimerError as exc:
         raise ApiError(400, f"{field}: {exc}", field) from exc
 
 
-def duration(field: str, value: object) -> dt.timedelta:
-    """A duration from JSON: "90s", "1h30m", "250ms" or a number of seconds."""
-    if isinstance(value, str):
-        return field_value(field, parse_duration, value)  # type: ignore[no-any-return]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(400, f"{field} must be a duration like \"30s\" or a number of seconds",
-                       field)
-    if not math.isfinite(value) or value < 0:
-        raise ApiError(400, f"{field} must be a finite number of seconds >= 0", field)
-    return field_value(field, lambda seconds: dt.timedelta(seconds=seconds), value)  # type: ignore[no-any-return]
-
-
-def instant(field: str, value: object) -> dt.datetime:
-    """An aware datetime from ISO 8601 with a UTC offset or Z."""
-    example = "like 2030-01-01T09:00:00Z or 2030-01-01T10:00:00+01:00"
-    if not isinstance(value, str):
-        raise ApiError(400, f"{field} must be an ISO 8601 time with a UTC offset, {example}",
-                       field)
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
+def adapted(read: Callable[[], T]) -> T:
+    """`read()` of the input adapter, its InputError a 400 naming the body's field."""
     try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(400, f"{field} {value!r} is not ISO 8601, {example}", field) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ApiError(400, f"{field} {value!r} needs a UTC offset or Z, {example}", field)
-    return moment
+        return read()
+    except InputError as exc:
+        field = FIELDS.get(exc.field, exc.field)
+        raise ApiError(400, f"{field}: {exc}", field) from exc
 
 
-def due_args(body: Mapping[str, Any], required: bool) -> dict[str, Any]:
-    """activate_in / activate_at from "in" / "at" (null as if absent), checked as set_timer
-    will."""
-    delay_value, at_value = body.get("in"), body.get("at")
-    if delay_value is not None and at_value is not None:
+def due_fields(body: Mapping[str, Any], required: bool) -> tuple[Any, Any]:
+    """The body's "in" and "at" (null as if absent): one of them, or neither when not
+    `required` (a periodic timer's first time)."""
+    delay, moment = body.get("in"), body.get("at")
+    if delay is not None and moment is not None:
         raise ApiError(400, 'give either "in" or "at", not both', "at")
-    if delay_value is not None:
-        delay = duration("in", delay_value)
-        field_value("in", lambda d: check_due(d, None), delay)
-        return {"activate_in": delay}
-    if at_value is not None:
-        moment = instant("at", at_value)
-        field_value("at", lambda m: check_due(None, m), moment)
-        return {"activate_at": moment}
-    if required:
+    if required and delay is None and moment is None:
         raise ApiError(400, 'give "in" (a delay like "30s") or "at" (an ISO 8601 time)', "in")
-    return {}
-
-
-def period_args(body: Mapping[str, Any]) -> tuple[dict[str, Any], Period | None]:
-    """every / cron / tz (null as if absent), each error naming its own field."""
-    every, cron, tz = body.get("every"), body.get("cron"), body.get("tz")
-    if every is not None and cron is not None:
-        raise ApiError(400, 'give at most one of "every" and "cron"', "cron")
-    if tz is not None and cron is None:
-        raise ApiError(400, '"tz" applies to "cron" timers only', "tz")
-    if every is not None:
-        delta = duration("every", every)
-        return {"every": delta}, field_value("every", lambda d: check_period(d, None, None), delta)
-    if cron is not None:
-        field_value("cron", lambda c: check_period(None, c, None), cron)
-        if tz is not None and not isinstance(tz, str):
-            raise ApiError(400, "tz must be an IANA time zone name like \"Europe/Berlin\"", "tz")
-        period = field_value("tz", lambda z: check_period(None, cron, z), tz)
-        return {"cron": cron, "tz": tz}, period
-    return {}, None
+    return delay, moment
 
 
 def typed_payload(scheduler: TimerScheduler, topic: str, raw: Any) -> Any:
-    """The JSON payload in the topic's type, when this process has a typed handler for it
-    (set_timer then checks it as it would any payload)."""
-    payload_type = scheduler.payload_type(topic)
-    if payload_type is None:
-        return raw
-    if isinstance(payload_type, type) and (
-        payload_type in (int, float, str, bool) or isinstance(raw, payload_type)
-    ):
-        return raw  # set_timer refuses a wrong primitive; cattrs would coerce it
+    """The JSON payload in the topic's type, by the input adapter's rule; a 400 naming
+    "payload" when it does not fit."""
     try:
-        return structure_payload(raw, payload_type)
-    except EnvelopeError as exc:
-        raise ApiError(400, f"payload for topic {topic!r}: {exc}", "payload") from exc
+        return topic_payload(scheduler, topic, raw)
+    except PayloadTypeError as exc:
+        raise ApiError(400, str(exc), "payload") from exc
 
 
 def json_body(max_bytes: int, allowed: Iterable[str]) -> Json:
@@ -226,15 +116,12 @@ def json_body(max_bytes: int, allowed: Iterable[str]) -> Json:
     if size > max_bytes:
         raise ApiError(413, f"the body is larger than {max_bytes} bytes")
 
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not JSON")
-
     try:
-        body = json.loads(b"".join(chunks).decode("utf-8"), parse_constant=refuse)
+        body = read_json(b"".join(chunks).decode("utf-8"))
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not UTF-8") from None
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    except InvalidTimerError as exc:
+        raise ApiError(400, f"the body is {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     allowed = tuple(allowed)

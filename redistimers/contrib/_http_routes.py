@@ -4,35 +4,35 @@ body) before it calls the scheduler, so one that is refused writes nothing."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import time
-from collections.abc import Mapping
-from typing import Any
 
-import attrs
 import flask
 
+from .. import inputs
 from ..admin import decode_cursor
 from ..errors import InvalidTimerError, PayloadTooLargeError, PayloadTypeError
-from ..models import TimerInfo
-from ..periodic import Period
+from ..jsonforms import (
+    all_stats_json,
+    dead_page_json,
+    purged_json,
+    requeued_json,
+    stats_json,
+    timer_json,
+    timer_page_json,
+    topics_json,
+)
 from ..scheduler import TimerScheduler
-from ..validation import check_correlation_id, check_headers, check_timer_id, check_topic
+from ..validation import check_timer_id, check_topic
 from ._http_json import (
     MAX_PAGE,
     ApiError,
-    dead_json,
-    due_args,
+    adapted,
+    due_fields,
     field_value,
-    instant,
     int_param,
     json_body,
-    period_args,
     query,
     respond,
-    stats_json,
-    timer_json,
     typed_payload,
 )
 
@@ -50,12 +50,11 @@ class Routes:
 
     def list_topics(self) -> flask.Response:
         query(())
-        return respond({"topics": self.scheduler.topics()})
+        return respond(topics_json(self.scheduler.topics()))
 
     def all_stats(self) -> flask.Response:
         query(())
-        stats = self.scheduler.stats()
-        return respond({"topics": {name: stats_json(s) for name, s in stats.items()}})
+        return respond(all_stats_json(self.scheduler.stats()))
 
     def topic_stats(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
@@ -68,34 +67,23 @@ class Routes:
         body = json_body(self.max_body_bytes, _NEW_TIMER_FIELDS)
         if "payload" not in body:
             raise ApiError(400, 'the "payload" field is required (any JSON value)', "payload")
-        periodic, period = period_args(body)
-        args: dict[str, Any] = {**due_args(body, required=period is None), **periodic}
-        if body.get("id") is not None:  # optional fields given as null count as absent
-            args["timer_id"] = field_value("id", check_timer_id, body["id"])
-        args["headers"] = field_value("headers", check_headers, body.get("headers"))
-        args["correlation_id"] = field_value(
-            "correlation_id", check_correlation_id, body.get("correlation_id")
-        )
+        periodic = body.get("every") is not None or body.get("cron") is not None
+        delay, moment = due_fields(body, required=not periodic)
+        args = adapted(lambda: inputs.timer_args(
+            activate_in=delay, activate_at=moment, timer_id=body.get("id"),
+            headers=body.get("headers"), correlation_id=body.get("correlation_id"),
+            every=body.get("every"), cron=body.get("cron"), tz=body.get("tz"),
+        ))
         payload = typed_payload(self.scheduler, topic, body["payload"])
-        sent_at = time.time()
         try:
-            timer_id = self.scheduler.set_timer(topic, payload, **args)
+            info = self.scheduler.set_timer_and_get(topic, payload, **args)
         except PayloadTypeError as exc:
             raise ApiError(400, str(exc), "payload") from exc
         except PayloadTooLargeError as exc:
             raise ApiError(413, str(exc), "payload") from exc
         except InvalidTimerError as exc:
             raise ApiError(400, str(exc)) from exc
-        info = self.scheduler.get_timer(topic, timer_id)
-        if info is None:  # delivered already: show it as it was written
-            info = TimerInfo(
-                topic=topic, timer_id=timer_id, due_at=_guess_due(args, period, sent_at),
-                remaining=dt.timedelta(0), attempts=0, leased=False, payload=payload,
-                headers=args["headers"], correlation_id=args["correlation_id"],
-                every=args.get("every"), cron=args.get("cron"),
-                tz=(period.tz if period is not None and period.cron else None),
-            )
-        location = flask.url_for(".timer", topic=topic, timer_id=timer_id)
+        location = flask.url_for(".timer", topic=topic, timer_id=info.timer_id)
         return respond(timer_json(info), 201, {"Location": location})
 
     def list_timers(self, topic: str) -> flask.Response:
@@ -113,16 +101,15 @@ class Routes:
             text = args["due_before"].strip()
             if len(text) > 6 and text[-6] == " ":
                 text = text[:-6] + "+" + text[-5:]
-            due_before = instant("due_before", text)
+            due_before = field_value("due_before", inputs.read_instant, text)
         page = self.scheduler.list_timers(topic, due_before=due_before, limit=limit,
                                           cursor=cursor)
-        timers = [timer_json(t) for t in page.timers]
-        return respond({"timers": timers, "next_cursor": page.cursor})
+        return respond(timer_page_json(page))
 
     def purge_timers(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        return respond({"purged": self.scheduler.purge(topic)})
+        return respond(purged_json(self.scheduler.purge(topic)))
 
     def _path(self, topic: str, timer_id: str) -> tuple[str, str]:
         return field_value("topic", check_topic, topic), field_value("id", check_timer_id, timer_id)
@@ -141,20 +128,14 @@ class Routes:
     def move_timer(self, topic: str, timer_id: str) -> flask.Response:
         topic, timer_id = self._path(topic, timer_id)
         query(())
-        due = due_args(json_body(self.max_body_bytes, _MOVE_FIELDS), required=True)
-        before = self.scheduler.get_timer(topic, timer_id)
-        if before is None:
+        delay, moment = due_fields(json_body(self.max_body_bytes, _MOVE_FIELDS), required=True)
+        due = adapted(lambda: inputs.due_args(activate_in=delay, activate_at=moment))
+        info = self.scheduler.reschedule_and_get(topic, timer_id, **due)
+        if info is None:
             raise self._missing(topic, timer_id)
-        sent_at = time.time()
-        if before.leased or not self.scheduler.reschedule(topic, timer_id, **due):
-            if self.scheduler.get_timer(topic, timer_id) is None:
-                raise self._missing(topic, timer_id)
+        if info.leased:  # not moved under its running handler
             raise ApiError(409, f"a handler is running timer {timer_id!r} now; it is not "
                                 "moved under it, try again when it is done", "id")
-        info = self.scheduler.get_timer(topic, timer_id)
-        if info is None:  # delivered already: show it as it was moved
-            info = attrs.evolve(before, due_at=_guess_due(due, None, sent_at),
-                                remaining=dt.timedelta(0))
         return respond(timer_json(info))
 
     def cancel_timer(self, topic: str, timer_id: str) -> flask.Response:
@@ -170,38 +151,24 @@ class Routes:
         limit = int_param(args, "limit", 100, 1, MAX_PAGE)
         offset = int_param(args, "offset", 0, 0)
         dead = self.scheduler.dead_timers(topic, limit=limit, offset=offset)
-        next_offset = offset + len(dead) if len(dead) == limit else None
-        return respond({"dead": [dead_json(d) for d in dead], "next_offset": next_offset})
+        return respond(dead_page_json(dead, offset, limit))
 
     def requeue_all_dead(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        return respond({"requeued": self.scheduler.requeue_dead(topic)})
+        return respond(requeued_json(self.scheduler.requeue_dead(topic)))
 
     def requeue_dead(self, topic: str, timer_id: str) -> flask.Response:
         topic, timer_id = self._path(topic, timer_id)
         query(())
         if not self.scheduler.requeue_dead(topic, timer_id):
             raise ApiError(404, f"no dead letter {timer_id!r} on topic {topic!r}", "id")
-        return respond({"requeued": 1})
+        return respond(requeued_json(1))
 
     def purge_dead(self, topic: str) -> flask.Response:
         topic = field_value("topic", check_topic, topic)
         query(())
-        return respond({"purged": self.scheduler.purge_dead(topic)})
-
-
-def _guess_due(args: Mapping[str, Any], period: Period | None, sent_at: float) -> dt.datetime:
-    """Roughly when a timer written at `sent_at` was due, for one already delivered."""
-    if args.get("activate_at") is not None:
-        return args["activate_at"]  # type: ignore[no-any-return]
-    sent = dt.datetime.fromtimestamp(sent_at, dt.timezone.utc)
-    if args.get("activate_in") is not None:
-        return sent + args["activate_in"]  # type: ignore[no-any-return]
-    if period is not None:
-        return dt.datetime.fromtimestamp(period.next_after(sent_at * 1000, None) / 1000,
-                                         dt.timezone.utc)
-    return sent
+        return respond(purged_json(self.scheduler.purge_dead(topic)))
 
 
 RULES: tuple[tuple[str, str, str, str], ...] = (
