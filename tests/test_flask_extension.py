@@ -37,6 +37,7 @@ from ._flask_support import (
     closed_port,
     flask_apps,
 )
+from ._import_graph import sibling_imports, upward_or_private
 from .helpers import REPO, redistimers_threads, wait_for
 
 
@@ -81,6 +82,15 @@ def test_the_core_package_does_not_import_flask() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_flask_modules_import_one_way_and_no_private_names() -> None:
+    """The extension, then its commands, then the per-app state, then the settings: no
+    module imports one above it (not even lazily), so there is no import cycle."""
+    contrib = REPO / "redistimers" / "contrib"
+    order = ["flask", "flask_cli", "flask_state", "flask_settings", "_argparse_compat"]
+    assert upward_or_private(contrib, order) == []
+    assert ("flask_state", "AppState") in sibling_imports(contrib / "flask_cli.py")
 
 
 def _readme_example(url: str) -> types.ModuleType:

@@ -46,13 +46,7 @@ from ..router import HandlerSpec, Router, merge_routers
 from ..scheduler import TimerScheduler
 from .flask_cli import commands_group
 from .flask_settings import TimersSettings
-
-# The per-app state lives in flask_state; these names stay importable from here (flask_cli
-# reaches the state through them).
-from .flask_state import EXTENSION_KEY as EXTENSION_KEY
-from .flask_state import _AppState as _AppState
-from .flask_state import app_state as app_state
-from .flask_state import check_app, scheduler_created
+from .flask_state import EXTENSION_KEY, AppState, app_state, check_app, scheduler_created
 
 __all__ = ["Timers", "TimersSettings"]
 
@@ -120,7 +114,7 @@ class Timers:
                 "once per app, with one Timers extension (register every handler on it)"
             )
         settings = TimersSettings.from_config(app.config)
-        app.extensions[EXTENSION_KEY] = _AppState(self, app, settings)
+        app.extensions[EXTENSION_KEY] = AppState(self, app, settings)
         app.cli.add_command(self.cli)
         if settings.run_in_web:
             app.before_request(self._start_before_request)
@@ -170,10 +164,11 @@ class Timers:
                 "created already and would not deliver them"
             )
 
-    def _router_for(self, app: Flask, concurrency: int | None = None) -> Router:
+    def router_for(self, app: Flask, concurrency: int | None = None) -> Router:
         """A router of every handler, each wrapped to run in `app`'s context (and at most
-        `concurrency` at once, when given). Handlers are checked as registered, before
-        this wrapping: the wrapper is a plain def, which hides an async handler."""
+        `concurrency` at once, when given): what `app`'s scheduler and worker deliver.
+        Handlers are checked as registered, before this wrapping: the wrapper is a plain
+        def, which hides an async handler."""
         router = Router()
         specs: list[HandlerSpec] = list(merge_routers([self._router, *self._included]).values())
         for spec in specs:
@@ -193,7 +188,7 @@ class Timers:
 
     # -- the scheduler --------------------------------------------------------------------
 
-    def _state(self, app: Flask | None) -> _AppState:
+    def _state(self, app: Flask | None) -> AppState:
         """This extension's state of `app`, else of the current app, else of the app
         given to ``Timers(app)``; SchedulerStateError saying what to do when none fits."""
         if app is None:

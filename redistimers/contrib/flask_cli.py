@@ -4,14 +4,15 @@
 app's `Timers` extension, inside the app context. Every other command (``stats``,
 ``list``, ``get``, ``schedule``, ``dead`` ...) goes to ``redistimers.cli.main`` with the
 app's scheduler, so it takes the same arguments and exits with the same codes.
+
+The extension (flask) imports this module; this one reaches the app's state through
+flask_state, below both.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-from typing import TYPE_CHECKING
 
 try:
     import click
@@ -24,11 +25,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ..durations import parse_duration
 from ..errors import InvalidTimerError, RedisTimersError
-
-if TYPE_CHECKING:
-    from .flask import _AppState
-
-log = logging.getLogger("redistimers.flask")
+from ._argparse_compat import subcommands
+from .flask_state import AppState, app_state
 
 #: Commands of `redistimers` not listed under ``flask redistimers``: ``worker`` is the
 #: group's own (it runs this app's handlers); ``demo`` ignores the app (its own Redis).
@@ -44,9 +42,7 @@ def commands_group() -> click.Group:
     return group
 
 
-def _current_state() -> _AppState:
-    from .flask import app_state
-
+def _current_state() -> AppState:
     return app_state(current_app)
 
 
@@ -96,19 +92,16 @@ def _forwarder(name: str) -> click.Command:
 
 
 def _library_commands() -> dict[str, str]:
-    """Name -> help of the `redistimers` command's subcommands, read from its parser."""
-    from .. import cli
+    """Name -> help of the `redistimers` command's subcommands, read from its parser; for
+    --help only (best effort: when they cannot be listed, every name is forwarded all the
+    same)."""
+    from ..cli import build_parser
 
-    try:  # best effort, for --help only: every other name is forwarded all the same
-        for action in cli.build_parser()._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
-                return {
-                    name: helps.get(name, "") for name in action.choices if name not in NOT_LISTED
-                }
-    except Exception:
-        log.debug("could not list the redistimers commands", exc_info=True)
-    return {}
+    return {
+        name: summary
+        for name, summary in subcommands(build_parser()).items()
+        if name not in NOT_LISTED
+    }
 
 
 def _show_library_logs(level: str) -> None:

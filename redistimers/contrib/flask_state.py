@@ -3,7 +3,11 @@ use; and the in-process mode's start and stop of that scheduler in this very pro
 trusting a start inherited through fork; stopped gracefully at exit).
 
 Nothing here connects to Redis: the scheduler's client connects at its first call, so an
-app boots, and serves requests that do not schedule, while Redis is down."""
+app boots, and serves requests that do not schedule, while Redis is down.
+
+The bottom of the Flask integration: the extension (flask) and its commands (flask_cli)
+import this module, never the other way; the extension is known here by the `Extension`
+protocol it meets."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigurationError, SchedulerStateError
 from ..scheduler import TimerScheduler
@@ -20,7 +24,7 @@ from ..scheduler import TimerScheduler
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .flask import Timers
+    from ..router import Router
     from .flask_settings import TimersSettings
 
 log = logging.getLogger("redistimers.flask")
@@ -28,10 +32,23 @@ log = logging.getLogger("redistimers.flask")
 EXTENSION_KEY = "redistimers"
 
 
-class _AppState:
+class Extension(Protocol):
+    """What the per-app state needs of the extension (`Timers` meets it)."""
+
+    @property
+    def topics_handled(self) -> list[str]:
+        """Topics with a handler registered through the extension."""
+        ...
+
+    def router_for(self, app: Flask, concurrency: int | None = None) -> Router:
+        """Every handler, each run in `app`'s context (`concurrency` at once, if given)."""
+        ...
+
+
+class AppState:
     """What the extension keeps per app, in ``app.extensions["redistimers"]``."""
 
-    def __init__(self, extension: Timers, app: Flask, settings: TimersSettings) -> None:
+    def __init__(self, extension: Extension, app: Flask, settings: TimersSettings) -> None:
         self.extension = extension
         self.app = app
         self.settings = settings
@@ -57,7 +74,7 @@ class _AppState:
             settings = self.settings
             scheduler = TimerScheduler.from_url(
                 settings.url,
-                routers=[self.extension._router_for(self.app, concurrency)],
+                routers=[self.extension.router_for(self.app, concurrency)],
                 namespace=settings.namespace,
                 retry=settings.retry,
                 max_poll_interval=settings.max_poll_interval,
@@ -105,7 +122,7 @@ class _AppState:
         self.lock = threading.Lock()  # a thread of the parent may have held it
 
 
-_states: weakref.WeakSet[_AppState] = weakref.WeakSet()
+_states: weakref.WeakSet[AppState] = weakref.WeakSet()
 _atexit_lock = threading.Lock()
 _atexit_registered = False
 
@@ -148,10 +165,10 @@ def check_app(app: object) -> Flask:
     return app
 
 
-def app_state(app: Flask) -> _AppState:
+def app_state(app: Flask) -> AppState:
     """The extension's state of `app`; SchedulerStateError when `init_app` was not called."""
     state = check_app(app).extensions.get(EXTENSION_KEY)
-    if not isinstance(state, _AppState):
+    if not isinstance(state, AppState):
         raise SchedulerStateError(
             f"redistimers is not initialised on app {app.name!r}: call timers.init_app(app) "
             "in the app factory before using timers with this app"
@@ -159,6 +176,6 @@ def app_state(app: Flask) -> _AppState:
     return state
 
 
-def scheduler_created(extension: Timers) -> bool:
+def scheduler_created(extension: Extension) -> bool:
     """Whether an app of `extension` has created its scheduler (which then has its handlers)."""
     return any(state.extension is extension and state.created for state in list(_states))
