@@ -1,43 +1,37 @@
-"""Periodic timers: `every` (a fixed-rate grid from the first due time) and `cron`
-(through the optional croniter extra): on the grid, never early, never overlapping,
-missed occurrences skipped, and the series ends or changes only when asked."""
+"""Periodic timers as they run: on the grid, never early or overlapping, ending only when asked."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
 import json
-import sys
 import threading
 import time
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 
 from redistimers import (
     Delivery,
-    InvalidTimerError,
     RejectTimer,
     RetryPolicy,
     RetryTimer,
     Router,
-    TimerSpec,
 )
 
 from .helpers import (
     FAST_RETRY,
     Call,
-    Recorder,
+    RecordingFactory,
     SchedulerFactory,
+    blocked_until,
     running,
     server_now,
     wait_for,
 )
 
 MS = dt.timedelta(milliseconds=1)
-BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def due_ats(calls: list[Call]) -> list[dt.datetime]:
@@ -65,13 +59,10 @@ def wait_server_time(client: redis.Redis, moment: dt.datetime, timeout: float = 
 
 
 def test_every_fires_at_fixed_rate_exactly_on_the_grid_and_never_early(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     every = dt.timedelta(milliseconds=200)
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     before = server_now(redis_client)
     scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
     info = scheduler.get_timer("ticks", "t")
@@ -97,13 +88,10 @@ def test_every_fires_at_fixed_rate_exactly_on_the_grid_and_never_early(
 
 
 def test_every_through_run_pending_moves_the_same_timer_to_its_next_grid_point(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     every = dt.timedelta(seconds=1)
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     scheduler.set_timer("ticks", {"n": 1}, every=every, activate_in=0, timer_id="t",
                         headers={"k": "v"})
     first = scheduler.get_timer("ticks", "t")
@@ -170,13 +158,10 @@ def test_two_schedulers_never_deliver_one_occurrence_twice_nor_overlap_a_slow_ha
 
 
 def test_occurrences_missed_while_no_worker_ran_are_skipped_not_fired_in_a_burst(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     every = dt.timedelta(milliseconds=100)
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
     info = scheduler.get_timer("ticks", "t")
     assert info is not None
@@ -201,13 +186,10 @@ def test_occurrences_missed_while_no_worker_ran_are_skipped_not_fired_in_a_burst
 
 
 def test_run_pending_on_a_long_overdue_periodic_timer_delivers_once_and_skips_to_the_future(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     every = dt.timedelta(milliseconds=100)
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     anchor = server_now(redis_client) - dt.timedelta(seconds=3)  # 30 occurrences ago
     scheduler.set_timer("ticks", "tick", every=every, activate_at=anchor, timer_id="t")
     assert scheduler.run_pending() == 1
@@ -223,7 +205,7 @@ def test_run_pending_on_a_long_overdue_periodic_timer_delivers_once_and_skips_to
 
 
 def test_cancel_from_inside_the_handler_stops_the_series(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     every = dt.timedelta(milliseconds=100)
     cancelled: list[bool] = []
@@ -233,10 +215,7 @@ def test_cancel_from_inside_the_handler_stops_the_series(
         if len(handler.calls) == 2:
             cancelled.append(scheduler_box[0].cancel_timer("ticks", "t"))
 
-    router = Router()
-    handler = Recorder(redis_client, cancel_on_second)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", cancel_on_second)
     scheduler_box.append(scheduler)
     scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
     with running(scheduler, release):
@@ -251,13 +230,10 @@ def test_cancel_from_inside_the_handler_stops_the_series(
 
 
 def test_cancel_while_the_handler_runs_stops_the_series(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     every = dt.timedelta(milliseconds=100)
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10))
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", blocked_until(release))
     scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
     with running(scheduler, release):
         handler.wait_calls(1)
@@ -274,13 +250,10 @@ def test_cancel_while_the_handler_runs_stops_the_series(
 
 
 def test_setting_the_id_again_with_a_new_period_replaces_the_series(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     old, new = dt.timedelta(milliseconds=100), dt.timedelta(milliseconds=300)
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     scheduler.set_timer("ticks", "old", every=old, timer_id="t")
     with running(scheduler, release):
         handler.wait_calls(2)
@@ -304,16 +277,11 @@ def test_setting_the_id_again_with_a_new_period_replaces_the_series(
             grid_steps(call.delivery.due_at, due_ats(calls)[0], old)
 
 
-def test_reject_timer_ends_a_periodic_series(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
+def test_reject_timer_ends_a_periodic_series(recording: RecordingFactory) -> None:
     def reject(payload: Any, delivery: Delivery | None) -> None:
         raise RejectTimer("no longer needed")
 
-    router = Router()
-    handler = Recorder(redis_client, reject)
-    router.handler("ticks", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", reject, handler={"retry": FAST_RETRY})
     scheduler.set_timer("ticks", "tick", every=0.05, activate_in=0, timer_id="t")
     assert scheduler.run_pending() == 1
     assert scheduler.get_timer("ticks", "t") is None
@@ -325,7 +293,7 @@ def test_reject_timer_ends_a_periodic_series(
 
 
 def test_failed_occurrence_is_retried_and_the_series_resumes_on_the_original_grid(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
     every = dt.timedelta(milliseconds=300)
 
@@ -333,10 +301,9 @@ def test_failed_occurrence_is_retried_and_the_series_resumes_on_the_original_gri
         if len(handler.calls) in (2, 3):
             raise ValueError("flaky")
 
-    router = Router()
-    handler = Recorder(redis_client, fail_second_occurrence_twice)
-    router.handler("ticks", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording(
+        "ticks", fail_second_occurrence_twice, handler={"retry": FAST_RETRY}
+    )
     scheduler.set_timer("ticks", "tick", every=every, timer_id="t")
     info = scheduler.get_timer("ticks", "t")
     assert info is not None
@@ -358,7 +325,7 @@ def test_failed_occurrence_is_retried_and_the_series_resumes_on_the_original_gri
 
 
 def test_periodic_timer_failing_every_attempt_is_dead_lettered_and_requeue_resumes_its_grid(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     failing = threading.Event()
     failing.set()
@@ -369,10 +336,7 @@ def test_periodic_timer_failing_every_attempt_is_dead_lettered_and_requeue_resum
 
     every = dt.timedelta(milliseconds=100)
     policy = RetryPolicy(max_attempts=2, initial=0.01, maximum=0.01, jitter=False)
-    router = Router()
-    handler = Recorder(redis_client, fail_while_set)
-    router.handler("ticks", retry=policy)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", fail_while_set, handler={"retry": policy})
     scheduler.set_timer("ticks", "tick", every=every, activate_in=0, timer_id="t")
     info = scheduler.get_timer("ticks", "t")
     assert info is not None
@@ -395,186 +359,17 @@ def test_periodic_timer_failing_every_attempt_is_dead_lettered_and_requeue_resum
     assert info.due_at > handler.calls[-1].server_now
 
 
-# -- inspection ---------------------------------------------------------------------------
-
-
-def test_get_timer_shows_the_period_cron_and_time_zone(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
-    scheduler = make_scheduler()
-    scheduler.set_timer("ticks", 1, every=dt.timedelta(minutes=5), timer_id="every")
-    scheduler.set_timer("ticks", 2, every=1.5, timer_id="every-float")
-    scheduler.set_timer("ticks", 3, cron="*/5 * * * *", tz=BERLIN, timer_id="cron")
-    scheduler.set_timer("ticks", 4, cron="0 * * * *", timer_id="cron-utc")
-    scheduler.set_timer("ticks", 5, activate_in=60, timer_id="once")
-    every = scheduler.get_timer("ticks", "every")
-    every_float = scheduler.get_timer("ticks", "every-float")
-    cron = scheduler.get_timer("ticks", "cron")
-    cron_utc = scheduler.get_timer("ticks", "cron-utc")
-    once = scheduler.get_timer("ticks", "once")
-    assert every is not None
-    assert every_float is not None
-    assert cron is not None
-    assert cron_utc is not None
-    assert once is not None
-    assert (every.every, every.cron, every.tz) == (dt.timedelta(minutes=5), None, None)
-    assert every.remaining > dt.timedelta(minutes=4, seconds=50)
-    assert every_float.every == dt.timedelta(seconds=1.5)
-    assert (cron.every, cron.cron, cron.tz) == (None, "*/5 * * * *", "Europe/Berlin")
-    assert (cron_utc.cron, cron_utc.tz) == ("0 * * * *", "UTC")
-    assert (once.every, once.cron, once.tz) == (None, None, None)
-
-
-# -- cron ---------------------------------------------------------------------------------
-
-
-def test_cron_every_minute_is_first_due_at_the_next_whole_minute(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
-    scheduler = make_scheduler()
-    before = server_now(redis_client)
-    scheduler.set_timer("reports", "r", cron="* * * * *", tz=BERLIN, timer_id="r")
-    info = scheduler.get_timer("reports", "r")
-    assert info is not None
-    assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
-    assert before < info.due_at <= before + dt.timedelta(minutes=1)
-    assert info.cron == "* * * * *"
-
-
-@pytest.mark.parametrize("skew", [-120.0, 120.0])
-def test_cron_first_occurrence_comes_from_the_redis_clock_not_this_machines(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch, skew: float,
-) -> None:
-    """A scheduling machine whose clock is two minutes off neither stores a minute already
-    past (fired at once, off the grid) nor skips occurrences."""
-    scheduler = make_scheduler()
-    real_time = time.time
-    monkeypatch.setattr(time, "time", lambda: real_time() + skew)
-    before = server_now(redis_client)
-    scheduler.set_timers([
-        TimerSpec("reports", "r", cron="* * * * *", timer_id="bulk"),
-    ])
-    scheduler.set_timer("reports", "r", cron="* * * * *", timer_id="one")
-    monkeypatch.undo()
-    for timer_id in ("one", "bulk"):
-        info = scheduler.get_timer("reports", timer_id)
-        assert info is not None
-        assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
-        assert before < info.due_at <= before + dt.timedelta(minutes=1), timer_id
-
-
-def test_cron_times_are_read_in_the_given_time_zone(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
-    scheduler = make_scheduler()
-    before = server_now(redis_client)
-    scheduler.set_timer("reports", "r", cron="30 9 * * *", tz=BERLIN, timer_id="berlin")
-    scheduler.set_timer("reports", "r", cron="30 9 * * *", timer_id="utc")
-    berlin = scheduler.get_timer("reports", "berlin")
-    utc = scheduler.get_timer("reports", "utc")
-    assert berlin is not None
-    assert utc is not None
-    local = berlin.due_at.astimezone(BERLIN)
-    assert (local.hour, local.minute, local.second) == (9, 30, 0)
-    assert (utc.due_at.hour, utc.due_at.minute, utc.due_at.second) == (9, 30, 0)
-    for info in (berlin, utc):
-        assert before < info.due_at <= before + dt.timedelta(days=1)
-
-
-def test_cron_timer_delivered_through_run_pending_moves_to_its_next_time(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("reports")(handler)
-    scheduler = make_scheduler(router)
-    scheduler.set_timer("reports", "r", cron="* * * * *", tz=BERLIN, activate_in=0,
-                        timer_id="r")
-    assert scheduler.run_pending() == 1
-    delivered_at = handler.calls[0].server_now
-    info = scheduler.get_timer("reports", "r")
-    assert info is not None
-    assert (info.due_at.second, info.due_at.microsecond) == (0, 0)
-    assert delivered_at < info.due_at <= delivered_at + dt.timedelta(minutes=1)
-    assert info.attempts == 0
-    assert (info.cron, info.tz) == ("* * * * *", "Europe/Berlin")
-
-
-@pytest.mark.parametrize(
-    ("options", "words"),
-    [
-        ({"cron": "not a cron"}, "not a cron"),
-        ({"cron": "61 * * * *"}, "61 * * * *"),
-        ({"cron": 5}, "cron"),
-        ({"every": dt.timedelta(seconds=1), "cron": "* * * * *"}, "every"),
-        ({"every": 1.0, "tz": BERLIN}, "tz"),
-        ({"tz": BERLIN, "activate_in": 1}, "tz"),
-        ({"cron": "* * * * *", "tz": "Nowhere/Nothing"}, "Nowhere/Nothing"),
-        ({"every": 0}, "every"),
-        ({"every": dt.timedelta(0)}, "every"),
-        ({"every": dt.timedelta(seconds=-1)}, "every"),
-        ({"every": -5.0}, "every"),
-        ({"every": "5s"}, "every"),
-    ],
-)
-def test_bad_period_is_refused_before_anything_is_written(
-    make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
-    options: dict[str, Any],
-    words: str,
-) -> None:
-    scheduler = make_scheduler()
-    with pytest.raises(InvalidTimerError) as caught:
-        scheduler.set_timer("ticks", "x", timer_id="t", **options)
-    assert words in str(caught.value)
-    assert redis_client.dbsize() == 0
-
-
-def test_cron_without_the_croniter_extra_is_a_clear_error_and_every_still_works(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "croniter", None)  # `import croniter` now fails
-    scheduler = make_scheduler()
-    with pytest.raises(InvalidTimerError, match=r"redistimers\[cron\]") as caught:
-        scheduler.set_timer("reports", "r", cron="* * * * *", timer_id="r")
-    assert "croniter" in str(caught.value)
-    assert redis_client.dbsize() == 0
-    scheduler.set_timer("ticks", "t", every=1.0, timer_id="t")
-    assert scheduler.get_timer("ticks", "t") is not None
-
-
-def test_worker_without_croniter_dead_letters_a_cron_timer_with_a_clear_error(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("reports")(handler)
-    scheduler = make_scheduler(router)
-    scheduler.set_timer("reports", "r", cron="* * * * *", activate_in=0, timer_id="r")
-    monkeypatch.setitem(sys.modules, "croniter", None)
-    assert scheduler.run_pending() == 1
-    assert len(handler.calls) == 1
-    assert scheduler.get_timer("reports", "r") is None
-    (dead,) = scheduler.dead_timers("reports")
-    assert dead.timer_id == "r"
-    assert "redistimers[cron]" in dead.error
+# -- one delivery at a time, and periods that cannot work ------------------------------
 
 
 def test_periodic_timer_is_not_claimed_again_while_its_delivery_runs(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
     """While a handler holds it, the timer is leased (scored at the lease's expiry), so a
     second worker with free slots finds nothing due even though grid points pass."""
     every = dt.timedelta(milliseconds=50)
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10))
-    router.handler("ticks", max_concurrent=5)(handler)
-    one = make_scheduler(router)
-    other_router = Router()
-    other = Recorder(redis_client)
-    other_router.handler("ticks", max_concurrent=5)(other)
-    two = make_scheduler(other_router)
+    one, handler = recording("ticks", blocked_until(release), handler={"max_concurrent": 5})
+    two, other = recording("ticks", handler={"max_concurrent": 5})
     one.set_timer("ticks", "tick", every=every, timer_id="t")
     with running(one, release):
         handler.wait_calls(1)
@@ -601,15 +396,12 @@ def test_periodic_timer_is_not_claimed_again_while_its_delivery_runs(
     ids=["every-zero", "every-negative", "bad-cron", "unknown-zone"],
 )
 def test_envelope_with_a_malformed_period_is_dead_lettered_not_raised_or_looped(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, period: dict[str, Any]
+    recording: RecordingFactory, redis_client: redis.Redis, period: dict[str, Any]
 ) -> None:
     """Another language wrote a periodic timer whose period cannot work: it ends in the
     dead letters after one delivery, instead of escaping from run_pending, being retried
     with its handler run again each time, or being rescheduled into the past for ever."""
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", handler={"retry": FAST_RETRY})
     envelope = json.dumps({**period, "v": 1, "p": "tick"})
     redis_client.zadd("redistimers:{ticks}:due", {"t": 0})
     redis_client.hset("redistimers:{ticks}:body", "t", envelope)
@@ -642,22 +434,20 @@ def test_occurrence_at_is_the_grid_point_a_delivery_belongs_to() -> None:
 
 
 def test_a_periodic_delivery_says_which_occurrence_it_is_for_across_retries(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
-    seen: list[tuple[int, dt.datetime | None, dt.datetime]] = []
-
-    def handle(payload: Any, delivery: Delivery) -> None:
-        seen.append((delivery.attempt, delivery.occurrence_at, delivery.due_at))
-        if payload == 1 and delivery.attempt == 1 and len(seen) <= 2:  # its first occurrence
+    def retry_first_occurrence(payload: Any, delivery: Delivery | None) -> None:
+        assert delivery is not None
+        if payload == 1 and delivery.attempt == 1 and len(handler.calls) <= 2:
             raise RetryTimer(0.05)
 
-    router = Router()
-    router.handler("ticks", retry=FAST_RETRY)(handle)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", retry_first_occurrence, handler={"retry": FAST_RETRY})
     scheduler.set_timer("ticks", 1, every=1.0, timer_id="t")
     scheduler.set_timer("ticks", 2, activate_in=0, timer_id="once")
     with running(scheduler, release):
-        wait_for(lambda: len(seen) >= 4, 10)
+        calls = handler.wait_calls(4)
+    seen = [(c.delivery.attempt, c.delivery.occurrence_at, c.delivery.due_at)
+            for c in calls if c.delivery is not None]
     once = [s for s in seen if s[1] is None]
     assert len(once) == 1  # the one-shot timer has no occurrence
     periodic = [s for s in seen if s[1] is not None][:3]
