@@ -19,13 +19,12 @@ from redistimers import (
     RejectTimer,
     RetryPolicy,
     RetryTimer,
-    Router,
 )
 
 from .helpers import (
     FAST_RETRY,
     InvoiceDue,
-    Recorder,
+    RecordingFactory,
     SchedulerFactory,
     running,
     server_now,
@@ -35,6 +34,8 @@ from .helpers import (
 
 #: Every delivery is the last one allowed: a failure goes straight to the dead letters.
 ONE_ATTEMPT = RetryPolicy(max_attempts=1, initial=0.01, maximum=0.01, jitter=False)
+#: Handler options of an "invoices" topic whose payloads are InvoiceDue, retried fast.
+TYPED_FAST: dict[str, Any] = {"payload": InvoiceDue, "retry": FAST_RETRY}
 
 
 def always_fail(payload: Any, delivery: Delivery | None) -> None:
@@ -65,13 +66,12 @@ def kill(scheduler: Any, topic: str, *timer_ids: str) -> None:
 
 
 def test_timer_past_max_attempts_becomes_a_dead_timer_with_error_traceback_and_attempts(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client, always_fail)
     policy = RetryPolicy(max_attempts=3, initial=0.01, maximum=0.01, jitter=False)
-    router.handler("invoices", payload=InvoiceDue, retry=policy)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording(
+        "invoices", always_fail, handler={"payload": InvoiceDue, "retry": policy}
+    )
     scheduler.set_timer(
         "invoices", InvoiceDue("INV-1", 995), activate_in=0, timer_id="INV-1",
         headers={"tenant": "acme"}, correlation_id="req-42",
@@ -110,15 +110,14 @@ def test_timer_past_max_attempts_becomes_a_dead_timer_with_error_traceback_and_a
 
 
 def test_retry_timer_requests_count_as_attempts_and_end_in_dead_letters(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     def ask_again(payload: Any, delivery: Delivery | None) -> None:
         raise RetryTimer(0.01)
 
-    router = Router()
-    handler = Recorder(redis_client, ask_again)
-    router.handler("polls", retry=RetryPolicy(max_attempts=2))(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording(
+        "polls", ask_again, handler={"retry": RetryPolicy(max_attempts=2)}
+    )
     scheduler.set_timer("polls", {"url": "x"}, activate_in=0, timer_id="p")
     assert scheduler.run_pending() == 1  # the retry is not due yet when the pass ends
     wait_for(lambda: scheduler.run_pending() == 1)
@@ -130,14 +129,11 @@ def test_retry_timer_requests_count_as_attempts_and_end_in_dead_letters(
 
 
 def test_undecodable_payload_is_dead_at_once_while_the_topics_other_timers_flow(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, make_scheduler: SchedulerFactory
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
     # Many attempts allowed: an undecodable payload must not use them up one by one.
     policy = RetryPolicy(max_attempts=10, initial=0.01, maximum=0.01, jitter=False)
-    router.handler("invoices", payload=InvoiceDue, retry=policy)(handler)
-    worker = make_scheduler(router)
+    worker, handler = recording("invoices", handler={"payload": InvoiceDue, "retry": policy})
     web_app = make_scheduler()  # no handlers: it cannot check the payload's type
     web_app.set_timer("invoices", {"invoice_id": "INV-1", "amount_cents": 1},
                       activate_in=0, timer_id="good-1")
@@ -166,13 +162,10 @@ def test_undecodable_payload_is_dead_at_once_while_the_topics_other_timers_flow(
 
 
 def test_envelope_that_is_not_json_is_dead_lettered_not_dropped(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     """Another language wrote garbage: it is kept, as written, in the dead letters."""
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("invoices", payload=InvoiceDue, retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("invoices", handler=TYPED_FAST)
     redis_client.zadd("redistimers:{invoices}:due", {"junk": 0})
     redis_client.hset("redistimers:{invoices}:body", "junk", "<xml>not json</xml>")
     assert scheduler.run_pending() == 1
@@ -186,12 +179,9 @@ def test_envelope_that_is_not_json_is_dead_lettered_not_dropped(
 
 
 def test_envelope_that_is_not_utf8_is_dead_lettered_at_once_through_run_pending(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("invoices", payload=InvoiceDue, retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("invoices", handler=TYPED_FAST)
     redis_client.zadd("redistimers:{invoices}:due", {"junk": 0})
     redis_client.hset("redistimers:{invoices}:body", "junk", b"\xff\xfe{not utf-8")
     assert scheduler.run_pending() == 1
@@ -204,14 +194,11 @@ def test_envelope_that_is_not_utf8_is_dead_lettered_at_once_through_run_pending(
 
 
 def test_envelope_that_is_not_utf8_is_dead_lettered_while_the_topic_keeps_flowing(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     """With one handler slot, a body that cannot even be stored as text in a dead letter
     must still free its slot: the timers after it are delivered."""
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("invoices", payload=InvoiceDue, retry=FAST_RETRY, max_concurrent=1)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("invoices", handler={**TYPED_FAST, "max_concurrent": 1})
     redis_client.zadd("redistimers:{invoices}:due", {"junk": 0})
     redis_client.hset("redistimers:{invoices}:body", "junk", b"\xff\xfe{not utf-8")
     scheduler.set_timer("invoices", InvoiceDue("INV-1", 1), activate_in=0.05, timer_id="good")
@@ -230,15 +217,12 @@ def test_envelope_that_is_not_utf8_is_dead_lettered_while_the_topic_keeps_flowin
 
 
 def test_timer_whose_deliveries_never_reported_back_is_dead_lettered_without_running_again(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     """Workers that died mid-handler used up the attempts (counted in Redis at each
     claim), the last one running this timer alone (its lease marked '*', as solo.lua
     does): the next claim buries the timer instead of running its handler once more."""
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("jobs", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("jobs", handler={"retry": FAST_RETRY})
     scheduler.set_timer("jobs", "poison", activate_in=0, timer_id="p")
     redis_client.hset("redistimers:{jobs}:attempts", "p", FAST_RETRY.max_attempts)
     redis_client.hset("redistimers:{jobs}:lease", "p", "99*")  # the lost delivery's lease
@@ -252,18 +236,13 @@ def test_timer_whose_deliveries_never_reported_back_is_dead_lettered_without_run
 
 
 def test_reject_timer_removes_the_timer_for_good_and_logs_a_warning_with_its_ids(
-    make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
-    caplog: pytest.LogCaptureFixture,
+    recording: RecordingFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     def reject(payload: Any, delivery: Delivery | None) -> None:
         raise RejectTimer("invoice already paid")
 
     caplog.set_level(logging.DEBUG, logger="redistimers")
-    router = Router()
-    handler = Recorder(redis_client, reject)
-    router.handler("invoices", payload=InvoiceDue, retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("invoices", reject, handler=TYPED_FAST)
     scheduler.set_timer("invoices", InvoiceDue("INV-1", 995), activate_in=0, timer_id="INV-1")
     with scheduler:
         handler.wait_calls(1)
@@ -290,11 +269,9 @@ def test_reject_timer_removes_the_timer_for_good_and_logs_a_warning_with_its_ids
 
 
 def test_dead_timers_pages_by_limit_and_offset_in_the_order_they_died(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
-    router = Router()
-    router.handler("jobs", retry=ONE_ATTEMPT)(Recorder(redis_client, always_fail))
-    scheduler = make_scheduler(router)
+    scheduler, _ = recording("jobs", always_fail, handler={"retry": ONE_ATTEMPT})
     order = ["e", "c", "a", "d", "b"]  # neither alphabetical nor by id
     kill(scheduler, "jobs", *order)
 
@@ -332,14 +309,11 @@ def test_dead_timers_refuses_a_bad_limit_or_offset(
 
 
 def test_requeue_dead_of_one_id_makes_it_due_now_with_attempts_reset(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     switch = Switch()
-    router = Router()
-    handler = Recorder(redis_client, switch)
     policy = RetryPolicy(max_attempts=2, initial=0.01, maximum=0.01, jitter=False)
-    router.handler("jobs", retry=policy)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("jobs", switch, handler={"retry": policy})
     scheduler.set_timer("jobs", {"n": 1}, activate_in=0, timer_id="a",
                         headers={"k": "v"}, correlation_id="c-1")
     scheduler.set_timer("jobs", {"n": 2}, activate_in=0, timer_id="b")
@@ -372,29 +346,24 @@ def test_requeue_dead_of_one_id_makes_it_due_now_with_attempts_reset(
 
 
 def test_requeue_dead_of_all_brings_every_one_back_and_a_running_scheduler_fires_them(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
-    switch = Switch()
-    router = Router()
-    handler = Recorder(redis_client, switch)
-    router.handler("jobs", retry=ONE_ATTEMPT)(handler)
-    killer = make_scheduler(router)
+    killer, killed = recording("jobs", always_fail, handler={"retry": ONE_ATTEMPT})
     kill(killer, "jobs", "a", "b", "c")
     assert len(killer.dead_timers("jobs")) == 3
 
-    switch.failing.clear()
     # The worker sleeps up to max_poll_interval on its empty topic: only the wake-up the
     # requeue publishes brings it round in time.
-    worker = make_scheduler(router, max_poll_interval=30)
+    worker, handler = recording("jobs", handler={"retry": ONE_ATTEMPT}, max_poll_interval=30)
     with running(worker, release):
         wait_for(lambda: redis_client.pubsub_numsub("redistimers:{jobs}:wake")[0][1] >= 1)
         time.sleep(0.1)  # let the poller go to sleep
         requeued_at = server_now(redis_client)
         assert killer.requeue_dead("jobs") == 3  # another process: a pub/sub wake-up
-        calls = handler.wait_calls(6, timeout=5)
+        again = handler.wait_calls(3, timeout=5)
         for timer_id in "abc":
             wait_for(timer_gone(worker, "jobs", timer_id))
-    again = calls[3:]
+    assert len(killed.calls) == 3
     assert sorted(c.payload for c in again) == ["a", "b", "c"]
     assert all(c.delivery is not None and c.delivery.attempt == 1 for c in again)
     assert all(c.server_now - requeued_at < dt.timedelta(seconds=2) for c in again)
@@ -402,14 +371,12 @@ def test_requeue_dead_of_all_brings_every_one_back_and_a_running_scheduler_fires
 
 
 def test_requeue_dead_of_all_brings_back_more_than_one_script_calls_worth(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     count = 1234  # the requeue script moves at most 1000 per call
-    router = Router()
-    router.handler("jobs", retry=ONE_ATTEMPT, max_concurrent=100)(
-        lambda payload: always_fail(payload, None)
+    worker, _ = recording(
+        "jobs", always_fail, handler={"retry": ONE_ATTEMPT, "max_concurrent": 100}
     )
-    worker = make_scheduler(router)
     for n in range(count):
         worker.set_timer("jobs", n, activate_in=0, timer_id=f"t{n}")
     with running(worker, release):
@@ -425,11 +392,9 @@ def test_requeue_dead_of_all_brings_back_more_than_one_script_calls_worth(
 
 
 def test_requeue_dead_of_an_unknown_id_returns_zero_and_creates_nothing(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
-    router = Router()
-    router.handler("jobs", retry=ONE_ATTEMPT)(Recorder(redis_client, always_fail))
-    scheduler = make_scheduler(router)
+    scheduler, _ = recording("jobs", always_fail, handler={"retry": ONE_ATTEMPT})
     assert scheduler.requeue_dead("jobs", "nobody") == 0
     assert scheduler.requeue_dead("jobs") == 0  # nothing dead at all
     kill(scheduler, "jobs", "x")
@@ -450,11 +415,9 @@ def test_requeue_dead_of_a_live_timer_does_not_touch_it(
 
 
 def test_purge_dead_returns_how_many_it_deleted_and_leaves_live_timers(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
-    router = Router()
-    router.handler("jobs", retry=ONE_ATTEMPT)(Recorder(redis_client, always_fail))
-    scheduler = make_scheduler(router)
+    scheduler, _ = recording("jobs", always_fail, handler={"retry": ONE_ATTEMPT})
     kill(scheduler, "jobs", "a", "b", "c")
     scheduler.set_timer("jobs", "alive", activate_in=60, timer_id="alive")
     assert scheduler.purge_dead("jobs") == 3
@@ -466,13 +429,10 @@ def test_purge_dead_returns_how_many_it_deleted_and_leaves_live_timers(
 
 
 def test_setting_a_dead_timers_id_again_clears_its_dead_letter(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     switch = Switch()
-    router = Router()
-    handler = Recorder(redis_client, switch)
-    router.handler("jobs", retry=ONE_ATTEMPT)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("jobs", switch, handler={"retry": ONE_ATTEMPT})
     kill(scheduler, "jobs", "x", "y")
     scheduler.set_timer("jobs", "fixed", activate_in=0, timer_id="x")
     assert [d.timer_id for d in scheduler.dead_timers("jobs")] == ["y"]
