@@ -26,7 +26,9 @@ from .helpers import (
     UTC,
     InvoiceDue,
     Recorder,
+    RecordingFactory,
     SchedulerFactory,
+    blocked_until,
     dead_letters,
     redistimers_threads,
     running,
@@ -39,17 +41,14 @@ from .helpers import (
 
 
 def test_handler_that_raises_is_retried_until_it_succeeds(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     def fail_twice(payload: Any, delivery: Delivery | None) -> None:
         assert delivery is not None
         if delivery.attempt < 3:
             raise ValueError(f"attempt {delivery.attempt} fails")
 
-    router = Router()
-    handler = Recorder(redis_client, fail_twice)
-    router.handler("ticks", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", fail_twice, handler={"retry": FAST_RETRY})
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
     with scheduler:
         calls = handler.wait_calls(3)
@@ -63,16 +62,14 @@ def test_handler_that_raises_is_retried_until_it_succeeds(
 
 
 def test_scheduler_retry_policy_applies_to_topics_without_their_own(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     def always_fail(payload: Any, delivery: Delivery | None) -> None:
         raise RuntimeError("boom")
 
-    router = Router()
-    handler = Recorder(redis_client, always_fail)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(
-        router, retry=RetryPolicy(max_attempts=2, initial=0.01, maximum=0.01, jitter=False)
+    scheduler, handler = recording(
+        "ticks", always_fail,
+        retry=RetryPolicy(max_attempts=2, initial=0.01, maximum=0.01, jitter=False),
     )
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
     with scheduler:
@@ -80,18 +77,15 @@ def test_scheduler_retry_policy_applies_to_topics_without_their_own(
     assert [c.delivery.attempt for c in handler.calls if c.delivery] == [1, 2]
 
 
-def test_retry_timer_delay_is_honoured(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
+def test_retry_timer_delay_is_honoured(recording: RecordingFactory) -> None:
     def retry_once(payload: Any, delivery: Delivery | None) -> None:
         assert delivery is not None
         if delivery.attempt == 1:
             raise RetryTimer(dt.timedelta(milliseconds=300))
 
-    router = Router()
-    handler = Recorder(redis_client, retry_once)
-    router.handler("ticks", retry=RetryPolicy(max_attempts=2))(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording(
+        "ticks", retry_once, handler={"retry": RetryPolicy(max_attempts=2)}
+    )
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
     with scheduler:
         first, second = handler.wait_calls(2)
@@ -104,15 +98,12 @@ def test_retry_timer_delay_is_honoured(
 
 
 def test_reject_timer_removes_the_timer_for_good(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     def reject(payload: Any, delivery: Delivery | None) -> None:
         raise RejectTimer("not wanted")
 
-    router = Router()
-    handler = Recorder(redis_client, reject)
-    router.handler("ticks", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", reject, handler={"retry": FAST_RETRY})
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
     with scheduler:
         handler.wait_calls(1)
@@ -123,15 +114,12 @@ def test_reject_timer_removes_the_timer_for_good(
 
 
 def test_reject_timer_with_dead_letter_keeps_it_in_the_dead_letters_at_once(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     def reject(payload: Any, delivery: Delivery | None) -> None:
         raise RejectTimer("url not allowed", dead_letter=True)
 
-    router = Router()
-    handler = Recorder(redis_client, reject)
-    router.handler("hooks", retry=FAST_RETRY)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("hooks", reject, handler={"retry": FAST_RETRY})
     scheduler.set_timer("hooks", {"url": "http://10.0.0.1/"}, activate_in=0, timer_id="w")
     assert scheduler.run_pending() == 1
     assert len(handler.calls) == 1  # not retried although attempts were left
@@ -143,7 +131,7 @@ def test_reject_timer_with_dead_letter_keeps_it_in_the_dead_letters_at_once(
 
 
 def test_retry_timer_counts_toward_max_attempts_then_dead_letters_with_its_request(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     """RetryTimer sets the delay of the next attempt, but every attempt counts: a handler
     that asks again and again ends in dead letters instead of looping for ever."""
@@ -151,10 +139,9 @@ def test_retry_timer_counts_toward_max_attempts_then_dead_letters_with_its_reque
     def not_ready_yet(payload: Any, delivery: Delivery | None) -> None:
         raise RetryTimer(0.01)
 
-    router = Router()
-    handler = Recorder(redis_client, not_ready_yet)
-    router.handler("polls", retry=RetryPolicy(max_attempts=3))(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording(
+        "polls", not_ready_yet, handler={"retry": RetryPolicy(max_attempts=3)}
+    )
     scheduler.set_timer("polls", "x", activate_in=0, timer_id="x")
     with scheduler:
         wait_for(lambda: "x" in dead_letters(redis_client, "polls"))
@@ -166,16 +153,15 @@ def test_retry_timer_counts_toward_max_attempts_then_dead_letters_with_its_reque
 
 
 def test_timer_past_max_attempts_goes_to_dead_letters_with_its_error(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     def always_fail(payload: Any, delivery: Delivery | None) -> None:
         raise RuntimeError("card declined")
 
-    router = Router()
-    handler = Recorder(redis_client, always_fail)
     policy = RetryPolicy(max_attempts=3, initial=0.01, maximum=0.01, jitter=False)
-    router.handler("invoices", payload=InvoiceDue, retry=policy)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording(
+        "invoices", always_fail, handler={"payload": InvoiceDue, "retry": policy}
+    )
     scheduler.set_timer(
         "invoices", InvoiceDue("INV-1", 995), activate_in=0, timer_id="INV-1",
         headers={"tenant": "acme"},
@@ -197,12 +183,9 @@ def test_timer_past_max_attempts_goes_to_dead_letters_with_its_error(
 
 
 def test_payload_that_does_not_decode_goes_to_dead_letters_without_calling_the_handler(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, make_scheduler: SchedulerFactory, redis_client: redis.Redis
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("invoices", payload=InvoiceDue, retry=FAST_RETRY)(handler)
-    worker = make_scheduler(router)
+    worker, handler = recording("invoices", handler={"payload": InvoiceDue, "retry": FAST_RETRY})
     web_app = make_scheduler()  # knows no payload type, so cannot check it
     web_app.set_timer("invoices", {"wrong": "shape"}, activate_in=0, timer_id="bad")
     with worker:
@@ -231,13 +214,8 @@ def test_one_scheduler_delivers_every_topic_it_handles(
     ]
 
 
-def test_topic_without_a_handler_in_this_worker_is_not_claimed(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("mine", max_concurrent=1)(handler)
-    scheduler = make_scheduler(router)
+def test_topic_without_a_handler_in_this_worker_is_not_claimed(recording: RecordingFactory) -> None:
+    scheduler, handler = recording("mine", handler={"max_concurrent": 1})
     scheduler.set_timer("theirs", "t", activate_in=0, timer_id="t")
     scheduler.set_timer("mine", "m", activate_in=0.2, timer_id="m")
     with scheduler:
@@ -248,12 +226,9 @@ def test_topic_without_a_handler_in_this_worker_is_not_claimed(
 
 
 def test_running_handler_keeps_its_lease_beyond_lease_ttl(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("ticks", lease_ttl=0.6)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", blocked_until(release), handler={"lease_ttl": 0.6})
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
     with running(scheduler, release):
         handler.wait_calls(1)
@@ -268,14 +243,11 @@ def test_running_handler_keeps_its_lease_beyond_lease_ttl(
 
 
 def test_new_version_keeps_its_lease_while_the_old_version_still_runs(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
     """Re-setting an id while its handler runs makes the old delivery's lease stale; the
     new version's delivery, running at the same time, must still have its lease renewed."""
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("ticks", lease_ttl=0.3)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", blocked_until(release), handler={"lease_ttl": 0.3})
     scheduler.set_timer("ticks", "v1", activate_in=0, timer_id="x")
     with running(scheduler, release):
         handler.wait_calls(1)
@@ -298,12 +270,9 @@ def test_new_version_keeps_its_lease_while_the_old_version_still_runs(
 
 
 def test_at_most_max_concurrent_handlers_of_a_topic_run_at_once(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("ticks", max_concurrent=2)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", blocked_until(release), handler={"max_concurrent": 2})
     for n in range(5):
         scheduler.set_timer("ticks", n, activate_in=0, timer_id=str(n))
     with running(scheduler, release):
@@ -357,15 +326,12 @@ def test_run_pending_runs_handlers_in_the_calling_thread(
 
 
 def test_run_pending_does_not_loop_on_a_timer_that_asks_to_run_again_at_once(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     def again(payload: Any, delivery: Delivery | None) -> None:
         raise RetryTimer(0)
 
-    router = Router()
-    handler = Recorder(redis_client, again)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", again)
     scheduler.set_timer("ticks", "x", activate_at=dt.datetime(2020, 1, 1, tzinfo=UTC), timer_id="x")
     assert scheduler.run_pending() == 1
     assert len(handler.calls) == 1
@@ -376,15 +342,12 @@ def test_run_pending_does_not_loop_on_a_timer_that_asks_to_run_again_at_once(
 
 
 def test_run_pending_settles_failures_like_the_threads_do(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory, redis_client: redis.Redis
 ) -> None:
     def fail(payload: Any, delivery: Delivery | None) -> None:
         raise ValueError("nope")
 
-    router = Router()
-    handler = Recorder(redis_client, fail)
-    router.handler("ticks", retry=RetryPolicy(max_attempts=1))(handler)
-    scheduler = make_scheduler(router)
+    scheduler, _ = recording("ticks", fail, handler={"retry": RetryPolicy(max_attempts=1)})
     scheduler.set_timer("ticks", "x", activate_at=dt.datetime(2020, 1, 1, tzinfo=UTC), timer_id="x")
     assert scheduler.run_pending() == 1
     assert scheduler.get_timer("ticks", "x") is None
@@ -392,11 +355,9 @@ def test_run_pending_settles_failures_like_the_threads_do(
 
 
 def test_run_pending_while_started_raises_scheduler_state_error(
-    make_scheduler: SchedulerFactory,
+    recording: RecordingFactory,
 ) -> None:
-    router = Router()
-    router.handler("ticks")(lambda payload: None)
-    scheduler = make_scheduler(router)
+    scheduler, _ = recording("ticks")
     scheduler.start()
     with pytest.raises(SchedulerStateError):
         scheduler.run_pending()
