@@ -15,8 +15,9 @@ from redistimers import (
 )
 
 from .helpers import (
-    Recorder,
+    RecordingFactory,
     SchedulerFactory,
+    blocked_until,
     redistimers_threads,
     timer_gone,
     wait_for,
@@ -25,10 +26,8 @@ from .helpers import (
 # -- lifecycle --------------------------------------------------------------------------
 
 
-def test_with_scheduler_starts_and_stops_it(make_scheduler: SchedulerFactory) -> None:
-    router = Router()
-    router.handler("ticks")(lambda payload: None)
-    scheduler = make_scheduler(router)
+def test_with_scheduler_starts_and_stops_it(recording: RecordingFactory) -> None:
+    scheduler, _ = recording("ticks")
     before = redistimers_threads()
     assert scheduler.running is False
     with scheduler as entered:
@@ -39,21 +38,14 @@ def test_with_scheduler_starts_and_stops_it(make_scheduler: SchedulerFactory) ->
     assert redistimers_threads() - before == set()
 
 
-def test_start_twice_raises_scheduler_state_error(make_scheduler: SchedulerFactory) -> None:
-    router = Router()
-    router.handler("ticks")(lambda payload: None)
-    scheduler = make_scheduler(router)
+def test_start_twice_raises_scheduler_state_error(recording: RecordingFactory) -> None:
+    scheduler, _ = recording("ticks")
     with scheduler, pytest.raises(SchedulerStateError):
         scheduler.start()
 
 
-def test_scheduler_can_be_started_again_after_stop(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+def test_scheduler_can_be_started_again_after_stop(recording: RecordingFactory) -> None:
+    scheduler, handler = recording("ticks")
     with scheduler:
         scheduler.set_timer("ticks", 1, activate_in=0)
         handler.wait_calls(1)
@@ -64,12 +56,9 @@ def test_scheduler_can_be_started_again_after_stop(
 
 
 def test_stop_of_an_idle_scheduler_is_quick_and_leaves_no_thread_behind(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     before = redistimers_threads()
     scheduler.start()
     scheduler.set_timer("ticks", 1, activate_in=0)
@@ -81,12 +70,9 @@ def test_stop_of_an_idle_scheduler_is_quick_and_leaves_no_thread_behind(
 
 
 def test_stop_returns_within_its_timeout_while_a_handler_still_runs(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks", blocked_until(release))
     before = redistimers_threads()
     scheduler.start()
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")
@@ -108,9 +94,7 @@ def test_stop_returns_within_its_timeout_while_a_handler_still_runs(
     assert scheduler.metrics().claimed == 1
 
 
-def test_stop_waits_for_a_running_handler_to_finish(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
-) -> None:
+def test_stop_waits_for_a_running_handler_to_finish(make_scheduler: SchedulerFactory) -> None:
     started, finished = threading.Event(), threading.Event()
     router = Router()
 
@@ -135,10 +119,8 @@ def test_stop_of_a_scheduler_never_started_returns_true(make_scheduler: Schedule
     assert make_scheduler().stop(timeout=0) is True
 
 
-def test_healthy_is_true_while_running(make_scheduler: SchedulerFactory) -> None:
-    router = Router()
-    router.handler("ticks")(lambda payload: None)
-    scheduler = make_scheduler(router)
+def test_healthy_is_true_while_running(recording: RecordingFactory) -> None:
+    scheduler, _ = recording("ticks")
     with scheduler:
         assert scheduler.running is True
         assert scheduler.healthy is True
@@ -146,6 +128,7 @@ def test_healthy_is_true_while_running(make_scheduler: SchedulerFactory) -> None
 
 
 def test_a_pub_sub_connection_that_stops_answering_is_replaced_and_wake_ups_flow_again(
+    recording: RecordingFactory,
     make_scheduler: SchedulerFactory,
     redis_client: redis.Redis,
     monkeypatch: pytest.MonkeyPatch,
@@ -155,10 +138,7 @@ def test_a_pub_sub_connection_that_stops_answering_is_replaced_and_wake_ups_flow
 
     monkeypatch.setattr(defaults, "LISTENER_KEEPALIVE", 0.3)
     monkeypatch.setattr(defaults, "LISTENER_PING_TIMEOUT", 0.3)
-    router = Router()
-    handler = Recorder(redis_client)
-    router.handler("ticks")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("ticks")
     with scheduler:
         time.sleep(0.2)
         redis_client.execute_command("CLIENT", "PAUSE", 1500)  # every client hears nothing
