@@ -1,8 +1,8 @@
 """One delivery: decode the payload, call the handler, turn what happened into an outcome.
 
 This is the README's table of what a handler does and what becomes of its timer, in code;
-it does no Redis I/O, so the threaded poller and `run_pending` share it and settle outcomes
-their own way.
+it does no Redis I/O: the poller runs it, in its threads or in `run_pending`'s pass, and
+settles the outcomes.
 """
 
 from __future__ import annotations
@@ -59,10 +59,6 @@ class Hooks:
     on_success: Callable[[Delivery], object] | None = None
     on_failure: Callable[[Delivery, BaseException], object] | None = None
     on_dead: Callable[[Delivery, str], object] | None = None
-
-    @property
-    def any(self) -> bool:
-        return not (self.on_success is None and self.on_failure is None and self.on_dead is None)
 
     def call(self, name: str, *args: Any) -> None:
         hook = getattr(self, name)

@@ -70,7 +70,3 @@ class HandlerPool:
         if wait:
             for thread in threads:
                 thread.join(timeout)
-
-    @property
-    def threads(self) -> int:
-        return len(self._threads)

@@ -1,4 +1,4 @@
-"""A process for tests/test_flask.py: the in-process mode across os.fork().
+"""A process for tests/test_flask_in_process.py: the in-process mode across os.fork().
 
     python tests/_flask_fork.py URL NAMESPACE
 
