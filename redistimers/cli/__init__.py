@@ -26,9 +26,9 @@ from ..errors import RedisTimersError
 from ..scheduler import TimerScheduler
 from .context import Context
 from .output import CliError, Console
-from .parser import build_parser
+from .parser import build_parser, subcommands
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "subcommands"]
 
 #: Commands that connect by themselves even when `main` is given a scheduler.
 OWN_CONNECTION = ("demo", "worker")

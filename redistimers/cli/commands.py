@@ -5,24 +5,41 @@ reschedule, purge and dead letters. Each returns its exit code: 0 done, 1 not fo
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
-from ..codec import EnvelopeError, structure_payload
-from ..errors import InvalidTimerError
+from .. import inputs
+from ..errors import PayloadTypeError
+from ..jsonforms import (
+    all_stats_json,
+    cancelled_json,
+    dead_page_json,
+    payload_json,
+    purged_json,
+    requeued_json,
+    stats_json,
+    timer_json,
+    timer_page_json,
+    topics_json,
+)
 from ..models import DeadTimer, TimerInfo, TopicStats
-from ..periodic import check_period
-from ..scheduler import TimerScheduler
 from .context import Context
-from .output import CliError, NotFound, compact, duration, jsonable, plural, when
+from .output import CliError, NotFound, compact, duration, plural, when
+
+T = TypeVar("T")
+
+#: The option of each set_timer argument, for errors naming the one at fault.
+OPTIONS = {
+    "activate_in": "--in", "activate_at": "--at", "timer_id": "--id", "headers": "--header",
+    "correlation_id": "--correlation-id", "every": "--every", "cron": "--cron", "tz": "--tz",
+}
 
 
 def topics(ctx: Context) -> int:
     names = ctx.scheduler().topics()
     if ctx.json:
-        ctx.console.json(names)
+        ctx.console.json(topics_json(names))
     elif not names:
         ctx.console.note(f"no topics{ctx.where}")
     else:
@@ -34,16 +51,18 @@ def topics(ctx: Context) -> int:
 def stats(ctx: Context) -> int:
     scheduler = ctx.scheduler()
     topic: str | None = ctx.args.topic
+    rows: list[TopicStats]
     if topic is not None:
-        one = scheduler.stats(topic)
-        rows = [one]
-        result: TopicStats | dict[str, TopicStats] = one
+        rows = [scheduler.stats(topic)]
+        if ctx.json:
+            ctx.console.json(stats_json(rows[0]))
+            return 0
     else:
-        result = scheduler.stats()
-        rows = list(result.values())
-    if ctx.json:
-        ctx.console.json(result)
-        return 0
+        every = scheduler.stats()
+        if ctx.json:
+            ctx.console.json(all_stats_json(every))
+            return 0
+        rows = list(every.values())
     if not rows:
         ctx.console.note(f"no topics{ctx.where}")
         return 0
@@ -72,7 +91,7 @@ def list_timers(ctx: Context) -> int:
         args.topic, due_before=args.due_before, limit=args.limit, cursor=args.cursor
     )
     if ctx.json:
-        ctx.console.json(page)
+        ctx.console.json(timer_page_json(page))
         return 0
     if not page.timers:
         ctx.console.note(f"no pending timers on topic {args.topic!r}{ctx.where}")
@@ -104,7 +123,7 @@ def get(ctx: Context) -> int:
     topic, timer_id = ctx.args.topic, ctx.args.timer_id
     timer = ctx.scheduler().get_timer(topic, timer_id)
     if ctx.json:
-        ctx.console.json(timer)
+        ctx.console.json(None if timer is None else timer_json(timer))
     if timer is None:
         raise NotFound(f"no pending timer {timer_id!r} on topic {topic!r}{ctx.where}")
     if ctx.json:
@@ -123,115 +142,60 @@ def get(ctx: Context) -> int:
     for name, value in fields:
         if value is not None:
             ctx.console.line(f"{name + ':':<16}{value}")
-    payload = json.dumps(jsonable(timer.payload), indent=2, ensure_ascii=False)
+    payload = json.dumps(payload_json(timer.payload), indent=2, ensure_ascii=False)
     ctx.console.line(f"{'payload:':<16}" + payload.replace("\n", "\n" + " " * 16))
     return 0
 
 
-def _due_text(ctx: Context) -> str:
-    if ctx.args.activate_at is not None:
-        return f"due at {when(ctx.args.activate_at)}"
-    if not ctx.args.activate_in:
+def _due_text(due: inputs.DueArgs) -> str:
+    """When the timer was asked to be due, as the options said it."""
+    if "activate_at" in due:
+        return f"due at {when(due['activate_at'])}"
+    if not due["activate_in"]:
         return "due now"
-    return f"due in {duration(ctx.args.activate_in)}"
+    return f"due in {duration(due['activate_in'])}"
 
 
-def _check_repeats(args: argparse.Namespace) -> None:
-    """The options of `schedule` that go together, checked as set_timer checks them
-    (--every and --cron exclusive, --tz with --cron only), before Redis is asked."""
-    if args.every is None and args.cron is None and (
-        args.activate_in is None and args.activate_at is None
-    ):
-        raise CliError("one of the arguments --in --at --every --cron is required "
-                           "(see 'redistimers schedule --help')")
+def _adapted(ctx: Context, read: Callable[[], T]) -> T:
+    """`read()` of the input adapter, its InputError a usage error naming the option."""
     try:
-        if args.every is not None and args.cron is not None:
-            check_period(args.every, args.cron, None)
-        if args.tz is not None and args.cron is None:
-            check_period(None, None, args.tz)
-    except InvalidTimerError as exc:  # the Python API's own words
-        raise CliError(str(exc)) from None
-    if args.cron is not None:
-        try:
-            check_period(None, args.cron, args.tz)
-        except InvalidTimerError as exc:  # --cron was checked by the parser: --tz is wrong
-            raise CliError(f"argument --tz: {exc}") from None
-
-
-def _as_written(args: argparse.Namespace, timer_id: str, payload: Any,
-                sent: dt.datetime) -> TimerInfo:
-    """The timer `schedule` wrote, for when a worker took it before it could be read
-    back: its due time computed from the arguments and this machine's clock."""
-    repeat = check_period(args.every, args.cron, args.tz)
-    if args.activate_at is not None:
-        due_at: dt.datetime = args.activate_at
-    elif args.activate_in is not None:
-        due_at = sent + args.activate_in
-    elif repeat is not None:
-        sent_ms = sent.timestamp() * 1000
-        due_at = dt.datetime.fromtimestamp(
-            repeat.next_after(sent_ms, None) / 1000, dt.timezone.utc
-        )
-    else:  # unreachable: _check_repeats wants one of them
-        due_at = sent
-    return TimerInfo(
-        topic=args.topic, timer_id=timer_id, due_at=due_at, remaining=dt.timedelta(0),
-        attempts=0, leased=False, payload=payload, headers=dict(args.headers),
-        correlation_id=args.correlation_id, every=args.every, cron=args.cron,
-        tz=(repeat.tz if repeat is not None and repeat.cron is not None else None),
-    )
-
-
-def _typed_payload(scheduler: TimerScheduler, topic: str, raw: Any) -> Any:
-    """The JSON of --payload in the topic's payload type, when the scheduler has a handler
-    for the topic (as a web app's scheduler given to `main` does); else as it is."""
-    payload_type = scheduler.payload_type(topic)
-    if payload_type is None:
-        return raw
-    try:
-        return structure_payload(raw, payload_type)
-    except EnvelopeError as exc:
-        raise CliError(f"--payload for topic {topic!r}: {exc}") from None
+        return read()
+    except inputs.InputError as exc:
+        option = OPTIONS.get(exc.field, exc.field)
+        raise CliError(f"argument {option}: {exc} (see 'redistimers {ctx.args.command} "
+                       "--help')") from None
 
 
 def schedule(ctx: Context) -> int:
     args = ctx.args
-    _check_repeats(args)
+    if all(value is None for value in (args.activate_in, args.activate_at, args.every,
+                                       args.cron)):
+        raise CliError("one of the arguments --in --at --every --cron is required "
+                       "(see 'redistimers schedule --help')")
+    options = _adapted(ctx, lambda: inputs.timer_args(
+        activate_in=args.activate_in, activate_at=args.activate_at, timer_id=args.timer_id,
+        headers=dict(args.headers), correlation_id=args.correlation_id, every=args.every,
+        cron=args.cron, tz=args.tz,
+    ))
     scheduler = ctx.scheduler()
-    payload = _typed_payload(scheduler, args.topic, args.payload)
-    sent = dt.datetime.now(dt.timezone.utc)
-    timer_id = scheduler.set_timer(
-        args.topic,
-        payload,
-        activate_in=args.activate_in,
-        activate_at=args.activate_at,
-        timer_id=args.timer_id,
-        headers=dict(args.headers),
-        correlation_id=args.correlation_id,
-        every=args.every,
-        cron=args.cron,
-        tz=args.tz,
-    )
-    read_back = scheduler.get_timer(args.topic, timer_id)
-    timer = read_back or _as_written(args, timer_id, payload, sent)
-    if ctx.json:  # as `get --json` shows it, and whether it is still there to get
-        shown = jsonable(timer)
-        shown["pending"] = read_back is not None
-        if read_back is None:
-            shown["attempts"] = None  # a worker took it: how often is not known
-        ctx.console.json(shown)
+    try:
+        payload = inputs.topic_payload(scheduler, args.topic, args.payload)
+    except PayloadTypeError as exc:
+        raise CliError(f"argument --payload: {exc}") from None
+    timer = scheduler.set_timer_and_get(args.topic, payload, **options)
+    if ctx.json:  # the timer as Redis wrote it (a worker may hold it already)
+        ctx.console.json(timer_json(timer))
         return 0
-    if args.activate_in is None and args.activate_at is None:  # the first of a series
+    if "activate_in" in options or "activate_at" in options:
+        due = _due_text(options)
+    else:  # the first of a series: when Redis computed it
         due = f"due at {when(timer.due_at)}"
-        if read_back is not None and timer.remaining:
+        if timer.remaining:
             due += f" (in {duration(timer.remaining)})"
-    else:
-        due = _due_text(ctx)
     repeats = _repeats(timer)
     if repeats is not None:
         due += f", then {repeats}"
-    gone = "" if read_back is not None else "; a worker took it already"
-    ctx.console.line(f"scheduled timer {timer_id} on topic {args.topic!r}, {due}{gone}")
+    ctx.console.line(f"scheduled timer {timer.timer_id} on topic {args.topic!r}, {due}")
     return 0
 
 
@@ -239,7 +203,7 @@ def cancel(ctx: Context) -> int:
     topic, timer_id = ctx.args.topic, ctx.args.timer_id
     cancelled = ctx.scheduler().cancel_timer(topic, timer_id)
     if ctx.json:
-        ctx.console.json({"topic": topic, "timer_id": timer_id, "cancelled": cancelled})
+        ctx.console.json(cancelled_json(cancelled))
     if not cancelled:
         raise NotFound(f"no timer {timer_id!r} on topic {topic!r}{ctx.where}")
     if not ctx.json:
@@ -249,23 +213,21 @@ def cancel(ctx: Context) -> int:
 
 def reschedule(ctx: Context) -> int:
     args = ctx.args
-    scheduler = ctx.scheduler()
-    moved = scheduler.reschedule(
-        args.topic, args.timer_id, activate_in=args.activate_in, activate_at=args.activate_at
-    )
-    if ctx.json:
-        ctx.console.json({"topic": args.topic, "timer_id": args.timer_id, "rescheduled": moved})
-    if not moved:
-        timer = scheduler.get_timer(args.topic, args.timer_id)
-        if timer is not None and timer.leased:
-            raise NotFound(
-                f"timer {args.timer_id!r} on topic {args.topic!r} is running (a handler holds "
-                "it), so it was not moved; try again when it has finished"
-            )
+    due = _adapted(ctx, lambda: inputs.due_args(activate_in=args.activate_in,
+                                                activate_at=args.activate_at))
+    timer = ctx.scheduler().reschedule_and_get(args.topic, args.timer_id, **due)
+    if ctx.json:  # as moved; as it is when a handler holds it (leased: not moved)
+        ctx.console.json(None if timer is None else timer_json(timer))
+    if timer is None:
         raise NotFound(f"no pending timer {args.timer_id!r} on topic {args.topic!r}{ctx.where}")
+    if timer.leased:
+        raise NotFound(
+            f"timer {args.timer_id!r} on topic {args.topic!r} is running (a handler holds "
+            "it), so it was not moved; try again when it has finished"
+        )
     if not ctx.json:
         ctx.console.line(
-            f"rescheduled timer {args.timer_id} on topic {args.topic!r}, {_due_text(ctx)}"
+            f"rescheduled timer {args.timer_id} on topic {args.topic!r}, {_due_text(due)}"
         )
     return 0
 
@@ -280,7 +242,7 @@ def purge(ctx: Context) -> int:
     )
     count = scheduler.purge(topic)
     if ctx.json:
-        ctx.console.json({"topic": topic, "purged": count})
+        ctx.console.json(purged_json(count))
     else:
         ctx.console.line(f"purged {plural(count, 'pending timer')} of topic {topic!r}")
     return 0
@@ -290,7 +252,7 @@ def dead_list(ctx: Context) -> int:
     args = ctx.args
     dead: list[DeadTimer] = ctx.scheduler().dead_timers(args.topic, args.limit, args.offset)
     if ctx.json:
-        ctx.console.json(dead)
+        ctx.console.json(dead_page_json(dead, args.offset, args.limit))
         return 0
     if not dead:
         ctx.console.note(f"no dead timers on topic {args.topic!r}{ctx.where}")
@@ -308,7 +270,7 @@ def dead_requeue(ctx: Context) -> int:
     topic, timer_id = ctx.args.topic, ctx.args.timer_id
     count = ctx.scheduler().requeue_dead(topic, timer_id)
     if ctx.json:
-        ctx.console.json({"topic": topic, "requeued": count})
+        ctx.console.json(requeued_json(count))
     if timer_id is not None and not count:
         raise NotFound(f"no dead timer {timer_id!r} on topic {topic!r}{ctx.where}")
     if not ctx.json:
@@ -323,7 +285,7 @@ def dead_purge(ctx: Context) -> int:
     ctx.confirm(f"Delete all {plural(count, 'dead timer')} of topic {topic!r}{ctx.where}?")
     purged = scheduler.purge_dead(topic)
     if ctx.json:
-        ctx.console.json({"topic": topic, "purged": purged})
+        ctx.console.json(purged_json(purged))
     else:
         ctx.console.line(f"purged {plural(purged, 'dead timer')} of topic {topic!r}")
     return 0

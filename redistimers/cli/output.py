@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import attrs
-
-from ..codec import converter
+from ..jsonforms import payload_json
 
 #: Widest a payload or an error gets in a table row; `get` and `--json` show all of it.
 CELL_WIDTH = 60
@@ -55,7 +53,8 @@ class Console:
         print(f"redistimers: error: {one_line(message)}", file=sys.stderr, flush=True)
 
     def json(self, value: Any) -> None:
-        self.line(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+        """One JSON document: a value of redistimers.jsonforms, the HTTP API's vocabulary."""
+        self.line(json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False))
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
         """Columns aligned on their widest cell; columns of integers to the right."""
@@ -87,28 +86,10 @@ def one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
-def jsonable(value: Any) -> Any:
-    """`value` as JSON: attrs records as objects of their fields, datetimes as ISO 8601,
-    durations as seconds, payloads as the library stores them."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    if attrs.has(type(value)) and type(value).__module__.startswith("redistimers."):
-        return {f.name: jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
-    return jsonable(converter.unstructure(value))  # a payload of the topic's own type
-
-
 def compact(value: Any, width: int = CELL_WIDTH) -> str:
     """A payload or an error on one line of at most `width` characters."""
     text = value if isinstance(value, str) else json.dumps(
-        jsonable(value), ensure_ascii=False, separators=(",", ":")
+        payload_json(value), ensure_ascii=False, separators=(",", ":")
     )
     text = one_line(text)
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import re
 import sys
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from .. import __version__
 from ..durations import parse_duration
 from ..errors import InvalidTimerError
-from ..periodic import check_period
+from ..inputs import header_pair, read_instant, read_json
 from ..testing import ENV_BINARY
-from ..validation import check_due
 from . import commands, run
 from .output import one_line
 
@@ -82,63 +79,12 @@ def duration(text: str) -> dt.timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _signed_duration(text: str) -> dt.timedelta:
-    """A duration that may be negative ('-5s'), for the Python API's checks to judge."""
-    stripped = text.strip()
-    if stripped.startswith("-"):
-        try:
-            return -parse_duration(stripped[1:])
-        except InvalidTimerError:
-            pass  # refused below, naming all of `text`
-    return duration(text)
-
-
-def _as_the_api_says(check: Callable[[], object], value: object, text: str) -> None:
-    """Run one of the Python API's checks: what it refuses is a usage error in its words,
-    with the value as it was typed ('-5s', not a timedelta's repr)."""
-    try:
-        check()
-    except InvalidTimerError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace(repr(value), repr(text))) from None
-
-
-def delay(text: str) -> dt.timedelta:
-    """--in: a duration, refused as set_timer(activate_in=...) refuses it (negative...)."""
-    value = _signed_duration(text)
-    _as_the_api_says(lambda: check_due(value, None), value, text)
-    return value
-
-
-def period(text: str) -> dt.timedelta:
-    """--every: a duration, refused as set_timer(every=...) refuses it (under 1 ms...)."""
-    value = _signed_duration(text)
-    _as_the_api_says(lambda: check_period(value, None, None), value, text)
-    return value
-
-
-def cron_expression(text: str) -> str:
-    """--cron: five fields, checked as set_timer(cron=...) checks them (needs croniter)."""
-    _as_the_api_says(lambda: check_period(None, text, None), text, text)
-    return text
-
-
 def aware_datetime(text: str) -> dt.datetime:
-    """ISO 8601 with a UTC offset or Z: 2030-01-01T09:00:00+01:00, 2030-01-01T08:00Z."""
-    cleaned = text.strip()
-    if cleaned[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read Z
-        cleaned = cleaned[:-1] + "+00:00"
+    """ISO 8601 with a UTC offset or Z, read by the input adapter the HTTP API shares."""
     try:
-        moment = dt.datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time like 2030-01-01T09:00:00+01:00"
-        ) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} has no UTC offset, so it is ambiguous; add one, like "
-            f"{moment.isoformat()}+00:00 or {moment.isoformat()}Z"
-        )
-    return moment
+        return read_instant(text)
+    except InvalidTimerError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def json_value(text: str) -> Any:
@@ -155,16 +101,16 @@ def json_value(text: str) -> Any:
         except OSError as exc:
             raise argparse.ArgumentTypeError(f"{source}cannot read it: {exc.strerror}") from None
     try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{source}invalid JSON: {exc}") from None
+        return read_json(text)
+    except InvalidTimerError as exc:
+        raise argparse.ArgumentTypeError(f"{source}{exc}") from None
 
 
 def header(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, value
+    try:
+        return header_pair(text)
+    except InvalidTimerError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- the parser ----------------------------------------------------------------------------
@@ -204,9 +150,33 @@ def _common_options(
     if json_output:
         common.add_argument(
             "--json", action="store_true", default=argparse.SUPPRESS,
-            help="print results as JSON (times as ISO 8601, durations in seconds)",
+            help="print results as JSON (ids as id, seconds in *_s fields, times as ISO "
+            "8601 in UTC: README.rst, \"JSON of timers, stats and dead letters\")",
         )
     return common
+
+
+#: Each subcommand and its help: `build_parser` adds them in this order, and web-framework
+#: command lines list them from here (`subcommands()`).
+COMMANDS: dict[str, str] = {
+    "demo": "schedule a few timers and watch them fire (about 5 seconds)",
+    "worker": "deliver the timers of the given routers until SIGTERM or Ctrl-C",
+    "serve": "serve the HTTP admin API (needs redistimers[flask])",
+    "topics": "list the topics that have timers",
+    "stats": "count pending, due, running and dead timers per topic",
+    "list": "list a topic's pending timers in due order",
+    "get": "show one pending timer",
+    "schedule": "schedule a timer (or replace the one with --id)",
+    "cancel": "cancel a timer so that it never fires",
+    "reschedule": "move a pending timer to a new time, keeping its payload and headers",
+    "purge": "delete every pending timer of a topic (dead letters stay)",
+    "dead": "list, requeue or purge dead-lettered timers",
+}
+
+
+def subcommands() -> dict[str, str]:
+    """The name and help of every subcommand of `redistimers`."""
+    return dict(COMMANDS)
 
 
 def build_parser() -> ArgumentParser:
@@ -234,19 +204,19 @@ def build_parser() -> ArgumentParser:
     admin = _common_options(namespace=True, json_output=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, parent: ArgumentParser, **kwargs: Any) -> ArgumentParser:
+    def command(name: str, parent: ArgumentParser, **kwargs: Any) -> ArgumentParser:
         made: ArgumentParser = sub.add_parser(
-            name, help=help, description=help, parents=[parent], **kwargs
+            name, help=COMMANDS[name], description=COMMANDS[name], parents=[parent], **kwargs
         )
         return made
 
     command(
-        "demo", "schedule a few timers and watch them fire (about 5 seconds)", connection,
+        "demo", connection,
         epilog=f"The demo {DEMO_REDIS}.",
     ).set_defaults(run=run.demo)
 
     worker = command(
-        "worker", "deliver the timers of the given routers until SIGTERM or Ctrl-C", running,
+        "worker", running,
         epilog="Example: redistimers worker myapp.tasks:router --concurrency 20",
     )
     worker.add_argument("routers", nargs="+", metavar="MODULE:ROUTER",
@@ -260,7 +230,7 @@ def build_parser() -> ArgumentParser:
                         choices=["debug", "info", "warning", "error"], help="default: info")
     worker.set_defaults(run=run.worker)
 
-    serve = command("serve", "serve the HTTP admin API (needs redistimers[flask])", running)
+    serve = command("serve", running)
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     serve.add_argument("--port", type=port_number, default=8080, help="default: 8080")
     serve.add_argument("--token", default=None, help="bearer token clients must send "
@@ -269,15 +239,15 @@ def build_parser() -> ArgumentParser:
                        help="serve without a token (only on a loopback address)")
     serve.set_defaults(run=run.serve)
 
-    command("topics", "list the topics that have timers", admin).set_defaults(
+    command("topics", admin).set_defaults(
         run=commands.topics
     )
 
-    stats = command("stats", "count pending, due, running and dead timers per topic", admin)
+    stats = command("stats", admin)
     stats.add_argument("topic", nargs="?", metavar="TOPIC", help="one topic (default: all)")
     stats.set_defaults(run=commands.stats)
 
-    listing = command("list", "list a topic's pending timers in due order", admin)
+    listing = command("list", admin)
     listing.add_argument("topic", metavar="TOPIC")
     listing.add_argument("--limit", type=positive_int, default=100, metavar="N",
                          help="timers per page (default: 100)")
@@ -287,13 +257,13 @@ def build_parser() -> ArgumentParser:
                          help="only timers due before this time (with a UTC offset)")
     listing.set_defaults(run=commands.list_timers)
 
-    get = command("get", "show one pending timer", admin)
+    get = command("get", admin)
     get.add_argument("topic", metavar="TOPIC")
     get.add_argument("timer_id", metavar="ID")
     get.set_defaults(run=commands.get)
 
     schedule = command(
-        "schedule", "schedule a timer (or replace the one with --id)", admin,
+        "schedule", admin,
         epilog="Examples: redistimers schedule invoices --in 30m --id INV-1 --payload "
         "'{\"invoice_id\": \"INV-1\"}';  redistimers schedule reports --cron "
         "'0 7 * * mon' --tz Europe/Berlin --id weekly",
@@ -301,10 +271,10 @@ def build_parser() -> ArgumentParser:
     schedule.add_argument("topic", metavar="TOPIC")
     _when_options(schedule, required=False)
     repeat = schedule.add_argument_group("repeating (--in or --at then sets the first time)")
-    repeat.add_argument("--every", type=period, metavar="DURATION",
+    repeat.add_argument("--every", metavar="DURATION",
                         help="repeat at a fixed rate: 30s, 5m, 1h, 1d (first time: one "
                         "period from now, without --in or --at)")
-    repeat.add_argument("--cron", type=cron_expression, metavar="EXPR",
+    repeat.add_argument("--cron", metavar="EXPR",
                         help="repeat at the times of a cron expression, like '0 7 * * mon' "
                         "(first time: its next one, without --in or --at; needs "
                         "redistimers[cron])")
@@ -319,25 +289,23 @@ def build_parser() -> ArgumentParser:
     schedule.add_argument("--correlation-id", metavar="ID")
     schedule.set_defaults(run=commands.schedule)
 
-    cancel = command("cancel", "cancel a timer so that it never fires", admin)
+    cancel = command("cancel", admin)
     cancel.add_argument("topic", metavar="TOPIC")
     cancel.add_argument("timer_id", metavar="ID")
     cancel.set_defaults(run=commands.cancel)
 
-    reschedule = command("reschedule", "move a pending timer to a new time, keeping its "
-                         "payload and headers", admin)
+    reschedule = command("reschedule", admin)
     reschedule.add_argument("topic", metavar="TOPIC")
     reschedule.add_argument("timer_id", metavar="ID")
     _when_options(reschedule)
     reschedule.set_defaults(run=commands.reschedule)
 
-    purge = command("purge", "delete every pending timer of a topic (dead letters stay)",
-                    admin)
+    purge = command("purge", admin)
     purge.add_argument("topic", metavar="TOPIC")
     purge.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(run=commands.purge)
 
-    dead = command("dead", "list, requeue or purge dead-lettered timers", admin)
+    dead = command("dead", admin)
     dead_sub = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
     dead_list = dead_sub.add_parser("list", help="list a topic's dead letters, oldest first",
                                     parents=[admin])
@@ -363,7 +331,7 @@ def build_parser() -> ArgumentParser:
 
 def _when_options(parser: ArgumentParser, *, required: bool = True) -> None:
     when = parser.add_mutually_exclusive_group(required=required)
-    when.add_argument("--in", dest="activate_in", type=delay, metavar="DURATION",
+    when.add_argument("--in", dest="activate_in", metavar="DURATION",
                       help="after a delay: 90s, 15m, 2h, 7d, 1h30m")
-    when.add_argument("--at", dest="activate_at", type=aware_datetime, metavar="ISO8601",
+    when.add_argument("--at", dest="activate_at", metavar="ISO8601",
                       help="at a time with a UTC offset: 2030-01-01T09:00:00+01:00 or ...Z")
