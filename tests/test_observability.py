@@ -26,7 +26,15 @@ from redistimers import (
 from redistimers.metrics import Metrics
 from redistimers.testing import RedisServer
 
-from .helpers import InvoiceDue, Recorder, SchedulerFactory, timer_gone, wait_for
+from .helpers import (
+    InvoiceDue,
+    Recorder,
+    RecordingFactory,
+    SchedulerFactory,
+    blocked_until,
+    timer_gone,
+    wait_for,
+)
 
 PACKAGE = Path(__file__).resolve().parent.parent / "redistimers"
 
@@ -133,12 +141,9 @@ def test_metrics_in_flight_counts_handlers_running_now_per_topic(
 
 
 def test_metrics_in_flight_still_counts_handlers_that_stop_is_waiting_for(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
-    router = Router()
-    slow = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("slow", max_concurrent=5)(slow)
-    scheduler = make_scheduler(router)
+    scheduler, slow = recording("slow", blocked_until(release), handler={"max_concurrent": 5})
     scheduler.start()
     scheduler.set_timer("slow", 1, activate_in=0)
     slow.wait_calls(1)
@@ -158,12 +163,10 @@ def test_metrics_in_flight_still_counts_handlers_that_stop_is_waiting_for(
 
 
 def test_metrics_count_lease_renewals_of_a_handler_running_past_its_lease_ttl(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, release: threading.Event
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("long", lease_ttl=0.6)(handler)  # renewed every 0.2 s
-    scheduler = make_scheduler(router)
+    # Its lease is renewed every 0.2 s.
+    scheduler, handler = recording("long", blocked_until(release), handler={"lease_ttl": 0.6})
     scheduler.start()
     scheduler.set_timer("long", "x", activate_in=0, timer_id="long-1")
     handler.wait_calls(1)
@@ -183,20 +186,14 @@ def test_metrics_count_lease_renewals_of_a_handler_running_past_its_lease_ttl(
 
 @pytest.mark.parametrize("outcome", ["returns", "raises"])
 def test_metrics_count_a_stale_ack_when_the_timer_is_reset_during_its_handler(
-    outcome: str,
-    make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
-    release: threading.Event,
+    outcome: str, recording: RecordingFactory, release: threading.Event
 ) -> None:
     def block_then_end(payload: Any, delivery: Delivery | None) -> None:
         release.wait(10)
         if outcome == "raises":
             raise ValueError("old version failed")
 
-    router = Router()
-    handler = Recorder(redis_client, block_then_end)
-    router.handler("resets", retry=TWO_TRIES)(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("resets", block_then_end, handler={"retry": TWO_TRIES})
     scheduler.start()
     scheduler.set_timer("resets", "v1", activate_in=0, timer_id="r-1")
     handler.wait_calls(1)
@@ -402,10 +399,7 @@ def test_raising_hooks_are_logged_and_never_change_what_becomes_of_the_timer(
 
 @pytest.mark.parametrize("hook", ["on_success", "on_failure"])
 def test_hook_raising_system_exit_neither_repeats_a_delivery_nor_strands_its_timer(
-    hook: str,
-    make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
-    caplog: pytest.LogCaptureFixture,
+    hook: str, recording: RecordingFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The engine keeps a handler's SystemExit from losing its slot; a hook's must not
     do worse: the timer ends as its handler decided, and its slot is freed."""
@@ -416,13 +410,12 @@ def test_hook_raising_system_exit_neither_repeats_a_delivery_nor_strands_its_tim
 
     # on_success: the handler succeeds at once; on_failure: it fails once, then succeeds.
     if hook == "on_success":
-        handler, attempts = Recorder(redis_client), [1]
+        behaviour, attempts = None, [1]
     else:
-        fail_once = _fail_first_attempt(ValueError)
-        handler, attempts = Recorder(redis_client, fail_once), [1, 2]  # type: ignore[arg-type]
-    router = Router()
-    router.handler("hooked", retry=TWO_TRIES)(handler)
-    scheduler = make_scheduler(router, **{hook: exits})
+        behaviour, attempts = _fail_first_attempt(ValueError), [1, 2]
+    scheduler, handler = recording(
+        "hooked", behaviour, handler={"retry": TWO_TRIES}, **{hook: exits}
+    )
     scheduler.set_timer("hooked", "x", activate_in=0, timer_id="hx")
     scheduler.start()
     try:
@@ -441,16 +434,14 @@ def test_hook_raising_system_exit_neither_repeats_a_delivery_nor_strands_its_tim
 
 
 def test_log_record_of_a_raising_hook_names_its_delivery_topic_timer_id_and_attempt(
-    make_scheduler: SchedulerFactory, caplog: pytest.LogCaptureFixture
+    recording: RecordingFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="redistimers")
 
     def boom(delivery: Delivery) -> None:
         raise RuntimeError("hook boom")
 
-    router = Router()
-    router.handler("ok")(lambda payload: None)
-    scheduler = make_scheduler(router, on_success=boom)
+    scheduler, _ = recording("ok", on_success=boom)
     scheduler.set_timer("ok", 1, activate_in=0, timer_id="hooked")
     with scheduler:
         wait_for(lambda: scheduler.metrics().succeeded == 1, 5)
@@ -533,7 +524,6 @@ def test_every_delivery_level_log_record_carries_topic_timer_id_and_attempt(
 
 def test_library_never_prints_to_stdout_or_stderr(
     make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
