@@ -29,9 +29,15 @@ from typing import Any
 import pytest
 import redis
 
-from redistimers import Delivery, Router
+from redistimers import Delivery
 
-from .helpers import Recorder, SchedulerFactory, redistimers_threads, wait_for
+from .helpers import (
+    RecordingFactory,
+    SchedulerFactory,
+    blocked_until,
+    redistimers_threads,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_worker_shutdown.py"
@@ -86,12 +92,9 @@ def _sleep_until(moment: float) -> None:
 
 
 def test_stop_lets_running_handlers_finish_claims_nothing_new_and_returns_true(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
+    recording: RecordingFactory, make_scheduler: SchedulerFactory, release: threading.Event
 ) -> None:
-    router = Router()
-    handler = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
-    router.handler("work", max_concurrent=5)(handler)
-    worker = make_scheduler(router)
+    worker, handler = recording("work", blocked_until(release), handler={"max_concurrent": 5})
     other = make_scheduler()  # schedules only
     worker.start()
     for i in range(3):
@@ -127,8 +130,8 @@ def test_stop_lets_running_handlers_finish_claims_nothing_new_and_returns_true(
 
 
 def test_stop_hands_back_claimed_but_unstarted_leases_at_once_and_another_worker_fires_them_within_1s(  # noqa: E501
+    recording: RecordingFactory,
     make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
     redis_url: str,
     release: threading.Event,
 ) -> None:
@@ -140,15 +143,9 @@ def test_stop_hands_back_claimed_but_unstarted_leases_at_once_and_another_worker
             long_started.set()
             release.wait(10)
 
-    first_handler = Recorder(redis_client, first_behaviour)
-    first_router = Router()
-    first_router.handler(topic, max_concurrent=count + 1, lease_ttl=30)(first_handler)
-    second_handler = Recorder(redis_client)
-    second_router = Router()
-    second_router.handler(topic, max_concurrent=count + 1, lease_ttl=30)(second_handler)
-
-    first = make_scheduler(first_router)
-    second = make_scheduler(second_router)
+    options = {"max_concurrent": count + 1, "lease_ttl": 30}
+    first, first_handler = recording(topic, first_behaviour, handler=options)
+    second, second_handler = recording(topic, handler=options)
     scheduling = make_scheduler()
     first.start()
     # A handler that keeps running through stop(), so stop() is still waiting for it
@@ -204,16 +201,13 @@ def test_stop_hands_back_claimed_but_unstarted_leases_at_once_and_another_worker
 
 
 def test_release_at_stop_is_fenced_so_a_timer_reset_meanwhile_keeps_its_new_version(
+    recording: RecordingFactory,
     make_scheduler: SchedulerFactory,
-    redis_client: redis.Redis,
     redis_url: str,
     release: threading.Event,
 ) -> None:
     topic, count = "fenced", 5
-    handler = Recorder(redis_client)
-    router = Router()
-    router.handler(topic, max_concurrent=count, lease_ttl=30)(handler)
-    worker = make_scheduler(router)
+    worker, handler = recording(topic, handler={"max_concurrent": count, "lease_ttl": 30})
     scheduling = make_scheduler()
     worker.start()
     time.sleep(0.2)  # its first claim (of nothing) is done
@@ -252,17 +246,14 @@ def test_release_at_stop_is_fenced_so_a_timer_reset_meanwhile_keeps_its_new_vers
 
 
 def test_stop_racing_a_busy_drain_leaves_no_timer_leased_and_another_worker_takes_the_rest_within_1s(  # noqa: E501
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
     topic, total = "drain", 300
-    first_handler = Recorder(redis_client, lambda payload, delivery: time.sleep(0.02))
-    first_router = Router()
-    first_router.handler(topic, max_concurrent=20, lease_ttl=30)(first_handler)
-    second_handler = Recorder(redis_client)
-    second_router = Router()
-    second_router.handler(topic, max_concurrent=100, lease_ttl=30)(second_handler)
-    first = make_scheduler(first_router)
-    second = make_scheduler(second_router)
+    first, first_handler = recording(
+        topic, lambda payload, delivery: time.sleep(0.02),
+        handler={"max_concurrent": 20, "lease_ttl": 30},
+    )
+    second, second_handler = recording(topic, handler={"max_concurrent": 100, "lease_ttl": 30})
     ids = {
         first.set_timer(topic, i, activate_in=0, timer_id=f"d-{i:03d}") for i in range(total)
     }
@@ -298,12 +289,9 @@ def test_stop_racing_a_busy_drain_leaves_no_timer_leased_and_another_worker_take
 
 
 def test_run_forever_outside_the_main_thread_installs_no_signal_handlers_and_ends_on_stop(
-    make_scheduler: SchedulerFactory, redis_client: redis.Redis
+    recording: RecordingFactory,
 ) -> None:
-    handler = Recorder(redis_client)
-    router = Router()
-    router.handler("bg")(handler)
-    scheduler = make_scheduler(router)
+    scheduler, handler = recording("bg")
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     errors: list[BaseException] = []
 
