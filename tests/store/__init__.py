@@ -1,0 +1,1 @@
+"""The Lua protocol through TimerStore, against the session's real redis-server."""
