@@ -124,6 +124,12 @@ def closed_port() -> int:
     return port
 
 
+def offline_client() -> redis.Redis:
+    """A client of a port where nothing listens: a call that reaches for Redis fails within
+    half a second (RedisUnavailableError through a scheduler), so it shows."""
+    return redis.Redis(port=closed_port(), socket_connect_timeout=0.5)
+
+
 def redistimers_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("redistimers")}
 

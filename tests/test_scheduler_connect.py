@@ -26,6 +26,7 @@ from .helpers import (
     RecordingFactory,
     SchedulerFactory,
     closed_port,
+    offline_client,
     timer_gone,
     wait_for,
 )
@@ -167,7 +168,7 @@ def test_from_url_with_a_malformed_url_does_not_show_its_password() -> None:
 def test_scheduler_with_bad_settings_raises_configuration_error(
     args: tuple[Any, ...], kwargs: dict[str, Any], match: str
 ) -> None:
-    client = redis.Redis(port=closed_port())
+    client = offline_client()
     args = tuple(client if a == "CLIENT" else a for a in args)
     with pytest.raises(ConfigurationError, match=match):
         TimerScheduler(*args, **kwargs)

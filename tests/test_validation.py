@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import socket
 from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any
 
-import attrs
 import pytest
-import redis
 
 from redistimers import (
     InvalidTimerError,
@@ -34,6 +31,8 @@ from redistimers.validation import (
     new_timer_id,
     seconds_of,
 )
+
+from .helpers import InvoiceDue, offline_client
 
 UTC = dt.timezone.utc
 
@@ -343,19 +342,6 @@ def test_datetime_of_ms_is_aware_utc() -> None:
 # before rejecting its arguments, it would raise RedisUnavailableError instead.
 
 
-@attrs.frozen
-class InvoiceDue:
-    invoice_id: str
-    amount_cents: int
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def offline_scheduler() -> TimerScheduler:
     router = Router()
@@ -364,8 +350,7 @@ def offline_scheduler() -> TimerScheduler:
     def on_invoice(invoice: InvoiceDue) -> None:
         raise AssertionError("never delivered")
 
-    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
-    return TimerScheduler(client, routers=[router])
+    return TimerScheduler(offline_client(), routers=[router])
 
 
 SOON = dt.timedelta(seconds=10)
@@ -491,7 +476,7 @@ def test_non_ascii_text_is_not_taken_for_a_surrogate(
 def test_a_payload_over_the_schedulers_limit_is_refused_before_touching_redis() -> None:
     from redistimers import PayloadTooLargeError, TimerSpec
 
-    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
+    client = offline_client()
     small = TimerScheduler(client, max_payload_bytes=100)
     with pytest.raises(PayloadTooLargeError, match=r"'t' is 2\d\d bytes .* limit is 100") as e:
         small.set_timer("t", "x" * 200, activate_in=SOON)
@@ -506,7 +491,7 @@ def test_a_payload_over_the_schedulers_limit_is_refused_before_touching_redis() 
 def test_the_default_payload_limit_is_one_mebibyte() -> None:
     from redistimers import PayloadTooLargeError
 
-    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
+    client = offline_client()
     scheduler = TimerScheduler(client)
     assert scheduler.max_payload_bytes == 1024 * 1024 == defaults.MAX_PAYLOAD_BYTES
     with pytest.raises(PayloadTooLargeError, match="1,048,576"):
@@ -517,6 +502,6 @@ def test_the_default_payload_limit_is_one_mebibyte() -> None:
 def test_a_bad_payload_limit_is_a_configuration_error(limit: object) -> None:
     from redistimers import ConfigurationError
 
-    client = redis.Redis(port=_closed_port(), socket_connect_timeout=0.5)
+    client = offline_client()
     with pytest.raises(ConfigurationError, match="max_payload_bytes"):
         TimerScheduler(client, max_payload_bytes=limit)  # type: ignore[arg-type]
