@@ -86,7 +86,7 @@ class TimerAdmin:
         self._wake = wake
 
     def get_timer(self, topic: str, timer_id: str) -> TimerInfo | None:
-        """The pending timer `timer_id` of `topic`, or None if there is none."""
+        """What `TimerScheduler.get_timer` does (documented there)."""
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
         with self._tracker.translating():
             stored = self._store.inspect(topic, timer_id)
@@ -147,13 +147,12 @@ class TimerAdmin:
     # -- topics and timers ----------------------------------------------------------------
 
     def payload_type(self, topic: str) -> Any | None:
-        """The payload type this process's handler of `topic` declares (None: no handler,
-        or an untyped one). Admin tools use it to decode JSON into the topic's type."""
+        """What `TimerScheduler.payload_type` does (documented there)."""
         spec = self._specs.get(check_topic(topic))
         return spec.payload_type if spec is not None else None
 
     def topics(self) -> list[str]:
-        """Every topic a timer was ever scheduled on in this namespace, sorted."""
+        """What `TimerScheduler.topics` does (documented there)."""
         with self._tracker.translating():
             return self._inspection.topics()
 
@@ -164,9 +163,7 @@ class TimerAdmin:
     def stats(self, topic: None = None) -> dict[str, TopicStats]: ...
 
     def stats(self, topic: str | None = None) -> TopicStats | dict[str, TopicStats]:
-        """Counts of one topic, or of every known topic (a dict by topic): pending timers,
-        those due now, leased (handlers running), dead letters, and how late the oldest
-        due timer is."""
+        """What `TimerScheduler.stats` does (documented there)."""
         topics = [check_topic(topic)] if topic is not None else None
         with self._tracker.translating():
             if topics is None:
@@ -195,9 +192,7 @@ class TimerAdmin:
         limit: int = 100,
         cursor: str | None = None,
     ) -> TimerPage:
-        """A page of `topic`'s pending timers in due order (leased ones at their lease's
-        expiry). Pass the page's `cursor` to get the next one; it stays exact while timers
-        come and go. `due_before` (aware) keeps only timers due before it."""
+        """What `TimerScheduler.list_timers` does (documented there)."""
         topic = check_topic(topic)
         _count("limit", limit, 1)
         after = decode_cursor(cursor) if cursor is not None else None
@@ -226,9 +221,7 @@ class TimerAdmin:
         activate_in: dt.timedelta | float | None = None,
         activate_at: dt.datetime | None = None,
     ) -> bool:
-        """Move a pending timer to a new due time, keeping its payload, headers and period.
-        False when there is no such timer, or a handler is running it (it is not moved
-        under its running handler)."""
+        """What `TimerScheduler.reschedule` does (documented there)."""
         moved = self.reschedule_and_get(
             topic, timer_id, activate_in=activate_in, activate_at=activate_at
         )
@@ -242,10 +235,7 @@ class TimerAdmin:
         activate_in: dt.timedelta | float | None = None,
         activate_at: dt.datetime | None = None,
     ) -> TimerInfo | None:
-        """Move a pending timer as `reschedule` does, and return it as it is now, read by
-        the same script: moved, or, when a handler is running it, not moved and
-        `leased` (its `due_at` is then when the lease ends). None when there is no such
-        timer."""
+        """What `TimerScheduler.reschedule_and_get` does (documented there)."""
         topic, timer_id = check_topic(topic), check_timer_id(timer_id)
         due = check_due(activate_in, activate_at)
         with self._tracker.translating():
@@ -260,7 +250,7 @@ class TimerAdmin:
         )
 
     def purge(self, topic: str) -> int:
-        """Remove every pending timer of `topic` (dead letters are kept); returns how many."""
+        """What `TimerScheduler.purge` does (documented there)."""
         topic = check_topic(topic)
         with self._tracker.translating():
             return self._inspection.purge(topic)
@@ -268,7 +258,7 @@ class TimerAdmin:
     # -- dead letters ---------------------------------------------------------------------
 
     def dead_timers(self, topic: str, limit: int = 100, offset: int = 0) -> list[DeadTimer]:
-        """Dead-lettered timers of `topic`, in the order they died: `limit` from `offset`."""
+        """What `TimerScheduler.dead_timers` does (documented there)."""
         topic = check_topic(topic)
         _count("limit", limit, 0)
         _count("offset", offset, 0)
@@ -279,8 +269,7 @@ class TimerAdmin:
         return [dead_timer_of(topic, record) for record in records]
 
     def requeue_dead(self, topic: str, timer_id: str | None = None) -> int:
-        """Make one dead-lettered timer (or all of `topic`'s) due now, with its attempts
-        reset; returns how many came back."""
+        """What `TimerScheduler.requeue_dead` does (documented there)."""
         topic = check_topic(topic)
         ids = None if timer_id is None else [check_timer_id(timer_id)]
         with self._tracker.translating():
@@ -290,7 +279,7 @@ class TimerAdmin:
         return count
 
     def purge_dead(self, topic: str) -> int:
-        """Delete the dead letters of `topic`; returns how many there were."""
+        """What `TimerScheduler.purge_dead` does (documented there)."""
         topic = check_topic(topic)
         with self._tracker.translating():
             return self._inspection.purge_dead(topic)
