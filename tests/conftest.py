@@ -12,7 +12,7 @@ import redis
 from redistimers import Router, TimerScheduler
 from redistimers.testing import RedisServer
 
-from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory
+from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory, ServerFactory
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,24 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture
+def own_server() -> Iterator[ServerFactory]:
+    """redis-servers of this test alone (not the session's), to stop, kill or restart:
+    ``server = own_server(appendonly=True)`` (RedisServer's options); started, and closed
+    at teardown."""
+    servers: list[RedisServer] = []
+
+    def make(**options: Any) -> RedisServer:
+        server = RedisServer(**options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

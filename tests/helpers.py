@@ -8,7 +8,9 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -20,6 +22,7 @@ import attrs
 import redis
 
 from redistimers import Delivery, RetryPolicy, TimerScheduler
+from redistimers.testing import RedisServer
 
 
 def wait_for(
@@ -35,6 +38,8 @@ def wait_for(
 
 UTC = dt.timezone.utc
 SchedulerFactory = Callable[..., TimerScheduler]
+#: `own_server(**options)` (conftest.py): a started redis-server of one test alone.
+ServerFactory = Callable[..., RedisServer]
 
 #: Retries fast enough for tests, without jitter so waits are predictable.
 FAST_RETRY = RetryPolicy(max_attempts=5, initial=0.01, factor=2.0, maximum=0.05, jitter=False)
@@ -173,3 +178,71 @@ def cli_environment(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def redis_list(client: redis.Redis, key: str) -> list[str]:
+    """The items of a Redis list, as text whatever the client decodes."""
+    return [i.decode() if isinstance(i, bytes) else i for i in client.lrange(key, 0, -1)]
+
+
+class WorkerProcesses:
+    """Processes of a worker script of tests/ (run with this interpreter, from the
+    repository, given the Redis URL and `--name`), each logging to `<folder>/<name>.log`.
+    The scripts say they are ready by RPUSHing their name to `test:ready`."""
+
+    def __init__(self, script: Path, url: str, folder: Path, deadline: float) -> None:
+        self.script = script
+        self.url = url
+        self.folder = folder
+        #: Seconds to wait for things that involve these processes.
+        self.deadline = deadline
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with (self.folder / f"{name}.log").open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, str(self.script), self.url, "--name", name, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=str(REPO),
+                env=cli_environment(),
+            )
+        self.processes[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.processes)
+
+    def wait_ready(self, client: redis.Redis, *names: str) -> None:
+        """Wait until every one of `names` is ready; fail at once if one of them exits."""
+
+        def ready() -> bool:
+            for name in names:
+                process = self.processes[name]
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"worker {name} exited with {process.returncode}:\n{self.log(name)}"
+                    )
+            return set(names) <= set(redis_list(client, "test:ready"))
+
+        wait_for(ready, self.deadline, interval=0.02)
+
+    def end_all(self, grace: float = 0.0) -> None:
+        """End every process still running: SIGTERM and up to `grace` seconds to exit
+        when `grace` is given, then SIGKILL."""
+        running = [p for p in self.processes.values() if p.poll() is None]
+        if grace > 0:
+            for process in running:
+                process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for process in running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(0.1, deadline - time.monotonic()))
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+            process.wait(5)

@@ -8,7 +8,7 @@ import ast
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,13 @@ from redistimers import (
     TimerScheduler,
 )
 from redistimers.metrics import Metrics
-from redistimers.testing import RedisServer
 
 from .helpers import (
     InvoiceDue,
     Recorder,
     RecordingFactory,
     SchedulerFactory,
+    ServerFactory,
     blocked_until,
     timer_gone,
     wait_for,
@@ -209,34 +209,24 @@ def test_metrics_count_a_stale_ack_when_the_timer_is_reset_during_its_handler(
     assert len(handler.calls) == 1
 
 
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A redis-server of this test alone, to kill and restart."""
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 def test_metrics_count_redis_errors_of_an_outage_and_delivery_goes_on_after_it(
-    own_server: RedisServer,
+    own_server: ServerFactory,
 ) -> None:
+    server = own_server()  # this test's alone, to kill and restart
     delivered: list[str] = []
     router = Router()
     router.handler("outage")(lambda payload, delivery: delivered.append(delivery.timer_id))
-    scheduler = TimerScheduler.from_url(own_server.url, routers=[router], max_poll_interval=0.2)
+    scheduler = TimerScheduler.from_url(server.url, routers=[router], max_poll_interval=0.2)
     try:
         scheduler.start()
         scheduler.set_timer("outage", 1, activate_in=0, timer_id="before")
         wait_for(lambda: delivered == ["before"], 5)
         assert scheduler.metrics().redis_errors == 0
 
-        own_server.kill()
+        server.kill()
         wait_for(lambda: not scheduler.healthy, 10)
         wait_for(lambda: scheduler.metrics().redis_errors >= 1, 5)
-        own_server.start()
+        server.start()
         wait_for(lambda: scheduler.healthy, 10)
         errors = scheduler.metrics().redis_errors
         assert errors >= 1

@@ -7,131 +7,56 @@ Redis lists outside the redistimers namespace (see that script's docstring).
 from __future__ import annotations
 
 import collections
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from redistimers import Delivery, Router, TimerScheduler
-from redistimers.testing import RedisServer
-from tests.helpers import wait_for
+
+from .helpers import (
+    SchedulerFactory,
+    ServerFactory,
+    WorkerProcesses,
+    redis_list,
+    redistimers_threads,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_worker_timers.py"
 
 #: Deadlines for things that involve other processes on a busy two-core machine.
 PROCESS_DEADLINE = 30.0
 
-SchedulerFactory = Callable[..., TimerScheduler]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _list(client: redis.Redis, key: str) -> list[str]:
-    return [_text(item) for item in client.lrange(key, 0, -1)]
-
-
-def _library_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("redistimers")}
-
-
-class Workers:
-    """Worker subprocesses of one test; every one is killed at teardown."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self._tmp_path = tmp_path
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._logs: dict[str, Path] = {}
-
-    def spawn(self, url: str, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log_path = self._tmp_path / f"{name}.log"
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, str(WORKER), url, "--name", name, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=str(REPO),
-                env=env,
-            )
-        self.processes[name] = process
-        self._logs[name] = log_path
-        return process
-
-    def log(self, name: str) -> str:
-        return self._logs[name].read_text(errors="replace")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self._logs)
-
-    def wait_ready(self, client: redis.Redis, names: list[str], key: str = "test:ready") -> None:
-        def ready() -> bool:
-            for name, process in self.processes.items():
-                if name in names and process.poll() is not None:
-                    raise AssertionError(
-                        f"worker {name} exited with {process.returncode}:\n{self.log(name)}"
-                    )
-            return set(names) <= set(_list(client, key))
-
-        wait_for(ready, PROCESS_DEADLINE, interval=0.02)
-
-    def kill_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(tmp_path)
+def workers(tmp_path: Path, redis_url: str) -> Iterator[WorkerProcesses]:
+    pool = WorkerProcesses(WORKER, redis_url, tmp_path, PROCESS_DEADLINE)
     try:
         yield pool
     finally:
-        pool.kill_all()
+        pool.end_all(grace=5)
 
 
 # -- two processes share the work -----------------------------------------------------------
 
 
 def test_two_worker_processes_deliver_2000_timers_exactly_once_between_them(
-    redis_client: redis.Redis, redis_url: str, workers: Workers
+    redis_client: redis.Redis, redis_url: str, workers: WorkerProcesses
 ) -> None:
     namespace, topic, total = "proc", "jobs", 2000
     for name in ("w1", "w2"):
         workers.spawn(
-            redis_url,
-            name,
-            "--topic",
-            topic,
-            "--mode",
-            "record",
-            "--namespace",
-            namespace,
-            "--lease-ttl",
-            "1",
+            name, "--topic", topic, "--mode", "record", "--namespace", namespace,
+            "--lease-ttl", "1",
         )
-    workers.wait_ready(redis_client, ["w1", "w2"])
+    workers.wait_ready(redis_client, "w1", "w2")
 
     scheduler = TimerScheduler.from_url(redis_url, namespace=namespace)  # schedules only
     expected = {f"t{i:04d}" for i in range(total)}
@@ -154,7 +79,7 @@ def test_two_worker_processes_deliver_2000_timers_exactly_once_between_them(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{workers.logs()}") from exc
 
-    records = [line.split() for line in _list(redis_client, "test:delivered")]
+    records = [line.split() for line in redis_list(redis_client, "test:delivered")]
     delivered = collections.Counter(timer_id for _name, timer_id, _attempt in records)
     duplicates = {timer_id: n for timer_id, n in delivered.items() if n > 1}
     assert duplicates == {}
@@ -171,14 +96,11 @@ def test_two_worker_processes_deliver_2000_timers_exactly_once_between_them(
 
 def test_timer_of_a_worker_killed_mid_handler_is_delivered_again_as_attempt_2(
     redis_client: redis.Redis,
-    redis_url: str,
-    workers: Workers,
+    workers: WorkerProcesses,
     make_scheduler: SchedulerFactory,
 ) -> None:
     topic = "crashy"
-    process = workers.spawn(
-        redis_url, "doomed", "--topic", topic, "--mode", "hang", "--lease-ttl", "1"
-    )
+    process = workers.spawn("doomed", "--topic", topic, "--mode", "hang", "--lease-ttl", "1")
     scheduler = make_scheduler()
     scheduler.set_timer(topic, {"job": 1}, activate_in=0, timer_id="job-1")
 
@@ -188,7 +110,7 @@ def test_timer_of_a_worker_killed_mid_handler_is_delivered_again_as_attempt_2(
         return redis_client.llen("test:started") > 0
 
     wait_for(started, PROCESS_DEADLINE, interval=0.02)
-    assert _list(redis_client, "test:started") == ["doomed job-1 1"]
+    assert redis_list(redis_client, "test:started") == ["doomed job-1 1"]
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     killed_at = time.monotonic()
@@ -261,24 +183,8 @@ def test_handler_running_three_times_its_lease_ttl_is_delivered_once_despite_a_r
 # -- Redis outages -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_server() -> Iterator[Callable[..., RedisServer]]:
-    """Dedicated redis-servers (not the session's), closed at teardown."""
-    servers: list[RedisServer] = []
-
-    def make(**options: object) -> RedisServer:
-        server = RedisServer(**options)  # type: ignore[arg-type]
-        servers.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
-
-
 def test_scheduler_rides_out_redis_stop_and_restart_and_delivers_everything(
-    own_server: Callable[..., RedisServer],
+    own_server: ServerFactory,
 ) -> None:
     server = own_server(appendonly=True)
     delivered: list[str] = []
@@ -300,9 +206,9 @@ def test_scheduler_rides_out_redis_stop_and_restart_and_delivers_everything(
             scheduler.set_timer("outage", i, activate_in=2.0, timer_id=f"before-{i}")
             for i in range(20)
         }
-        threads_before = _library_threads()
+        threads_before = redistimers_threads()
         scheduler.start()
-        scheduler_threads = _library_threads() - threads_before
+        scheduler_threads = redistimers_threads() - threads_before
         assert {t.name for t in scheduler_threads} >= {"redistimers-poller", "redistimers-wakeup"}
         assert scheduler.healthy
 
@@ -326,7 +232,7 @@ def test_scheduler_rides_out_redis_stop_and_restart_and_delivers_everything(
 
 
 def test_stop_returns_within_its_timeout_and_leaves_no_thread_when_redis_is_down(
-    own_server: Callable[..., RedisServer],
+    own_server: ServerFactory,
 ) -> None:
     server = own_server()
     router = Router()
@@ -335,11 +241,11 @@ def test_stop_returns_within_its_timeout_and_leaves_no_thread_when_redis_is_down
     def handle(payload: object) -> None:
         raise AssertionError("nothing is scheduled")
 
-    threads_before = _library_threads()
+    threads_before = redistimers_threads()
     scheduler = TimerScheduler.from_url(server.url, routers=[router], max_poll_interval=0.2)
     try:
         scheduler.start()
-        assert _library_threads() - threads_before
+        assert redistimers_threads() - threads_before
         server.kill()
         wait_for(lambda: not scheduler.healthy, 20)  # the poller retries against a dead Redis
 
@@ -353,11 +259,11 @@ def test_stop_returns_within_its_timeout_and_leaves_no_thread_when_redis_is_down
     assert elapsed < timeout + 0.5
     assert drained is True  # no handler was running
     assert not scheduler.running
-    assert {t.name for t in _library_threads() - threads_before if t.is_alive()} == set()
+    assert {t.name for t in redistimers_threads() - threads_before if t.is_alive()} == set()
 
 
 def test_stop_with_a_handler_running_while_redis_is_down_returns_in_time_then_threads_end(
-    own_server: Callable[..., RedisServer],
+    own_server: ServerFactory,
 ) -> None:
     server = own_server()
     started = threading.Event()
@@ -369,7 +275,7 @@ def test_stop_with_a_handler_running_while_redis_is_down_returns_in_time_then_th
         started.set()
         release.wait(30)
 
-    threads_before = _library_threads()
+    threads_before = redistimers_threads()
     scheduler = TimerScheduler.from_url(server.url, routers=[router], max_poll_interval=0.2)
     try:
         scheduler.start()
@@ -389,4 +295,4 @@ def test_stop_with_a_handler_running_while_redis_is_down_returns_in_time_then_th
         release.set()
     # Once the handler returns, its late outcome cannot reach Redis; that is logged, and
     # every thread of the scheduler ends.
-    wait_for(lambda: not (_library_threads() - threads_before), 10)
+    wait_for(lambda: not (redistimers_threads() - threads_before), 10)

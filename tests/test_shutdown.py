@@ -15,11 +15,9 @@ it leases may start.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,24 +32,17 @@ from redistimers import Delivery
 from .helpers import (
     RecordingFactory,
     SchedulerFactory,
+    WorkerProcesses,
     blocked_until,
+    redis_list,
     redistimers_threads,
     wait_for,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "_worker_shutdown.py"
 
 #: Deadline for things that involve other processes on a busy two-core machine.
 PROCESS_DEADLINE = 20.0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _list(client: redis.Redis, key: str) -> list[str]:
-    return [_text(item) for item in client.lrange(key, 0, -1)]
 
 
 # -- holding Redis busy ----------------------------------------------------------------------
@@ -321,67 +312,19 @@ def test_run_forever_outside_the_main_thread_installs_no_signal_handlers_and_end
 # -- worker processes ------------------------------------------------------------------------
 
 
-class Workers:
-    """Worker subprocesses of one test; every one still running is killed at teardown."""
-
-    def __init__(self, tmp_path: Path, url: str) -> None:
-        self._tmp_path = tmp_path
-        self._url = url
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        with (self._tmp_path / f"{name}.log").open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, str(WORKER), self._url, "--name", name, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=str(REPO),
-                env=env,
-            )
-        self.processes[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self._tmp_path / f"{name}.log").read_text(errors="replace")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.processes)
-
-    def wait_ready(self, client: redis.Redis, name: str) -> None:
-        process = self.processes[name]
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"worker {name} exited early:\n{self.log(name)}")
-            return name in _list(client, "test:ready")
-
-        wait_for(ready, PROCESS_DEADLINE, interval=0.02)
-
-    def kill_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-        for process in self.processes.values():
-            process.wait(5)
-
-
 @pytest.fixture
-def workers(tmp_path: Path, redis_url: str) -> Iterator[Workers]:
-    pool = Workers(tmp_path, redis_url)
+def workers(tmp_path: Path, redis_url: str) -> Iterator[WorkerProcesses]:
+    pool = WorkerProcesses(WORKER, redis_url, tmp_path, PROCESS_DEADLINE)
     try:
         yield pool
     finally:
-        pool.kill_all()
+        pool.end_all()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_ends_run_forever_process_with_exit_code_0_after_in_flight_handlers_complete(
     signum: signal.Signals,
-    workers: Workers,
+    workers: WorkerProcesses,
     redis_client: redis.Redis,
     make_scheduler: SchedulerFactory,
 ) -> None:
@@ -393,7 +336,7 @@ def test_signal_ends_run_forever_process_with_exit_code_0_after_in_flight_handle
     workers.wait_ready(redis_client, "w1")
     scheduling = make_scheduler()
     ids = [scheduling.set_timer(topic, i, activate_in=0, timer_id=f"g-{i}") for i in range(3)]
-    wait_for(lambda: len(_list(redis_client, "test:started")) >= 3, PROCESS_DEADLINE)
+    wait_for(lambda: len(redis_list(redis_client, "test:started")) >= 3, PROCESS_DEADLINE)
     process.send_signal(signum)
     signalled = time.monotonic()
     wait_for(lambda: f"received {signum.name}" in workers.log("w1"), PROCESS_DEADLINE)
@@ -407,21 +350,21 @@ def test_signal_ends_run_forever_process_with_exit_code_0_after_in_flight_handle
         raise AssertionError(f"worker did not exit:\n{workers.logs()}") from None
     elapsed = time.monotonic() - signalled
     assert code == 0, workers.logs()
-    finished = sorted(_list(redis_client, "test:finished"))
+    finished = sorted(redis_list(redis_client, "test:finished"))
     assert finished == [f"w1 {timer_id} 1" for timer_id in ids], workers.logs()
-    assert sorted(_list(redis_client, "test:started")) == finished  # "late" never started
+    assert sorted(redis_list(redis_client, "test:started")) == finished  # "late" never started
     assert elapsed < 8  # well within the 10 s shutdown timeout, not waiting it out
     for timer_id in ids:
         assert scheduling.get_timer(topic, timer_id) is None  # acked before the exit
     late = scheduling.get_timer(topic, "late")
     assert late is not None
     assert (late.leased, late.attempts) == (False, 0)
-    (exited,) = _list(redis_client, "test:exited")
+    (exited,) = redis_list(redis_client, "test:exited")
     assert json.loads(exited.split(" ", 1)[1]) == {"restored": True, "running": False}
 
 
 def test_second_sigterm_stops_run_forever_at_once_without_waiting_for_handlers(
-    workers: Workers, redis_client: redis.Redis, make_scheduler: SchedulerFactory
+    workers: WorkerProcesses, redis_client: redis.Redis, make_scheduler: SchedulerFactory
 ) -> None:
     topic = "stubborn"
     process = workers.spawn(
@@ -431,7 +374,7 @@ def test_second_sigterm_stops_run_forever_at_once_without_waiting_for_handlers(
     workers.wait_ready(redis_client, "w1")
     scheduling = make_scheduler()
     scheduling.set_timer(topic, "x", activate_in=0, timer_id="stuck")
-    wait_for(lambda: _list(redis_client, "test:started") == ["w1 stuck 1"], PROCESS_DEADLINE)
+    wait_for(lambda: redis_list(redis_client, "test:started") == ["w1 stuck 1"], PROCESS_DEADLINE)
 
     process.send_signal(signal.SIGTERM)
     wait_for(lambda: "received SIGTERM" in workers.log("w1"), PROCESS_DEADLINE)
@@ -450,7 +393,7 @@ def test_second_sigterm_stops_run_forever_at_once_without_waiting_for_handlers(
     # Not "still running after 20.0s" (the shutdown timeout) when it stopped within 2 s.
     waited = [float(s) for s in re.findall(r"still running after ([0-9.]+)s", log)]
     assert all(seconds < 5 for seconds in waited), log
-    assert _list(redis_client, "test:finished") == []
+    assert redis_list(redis_client, "test:finished") == []
     # Nobody settled it: the timer stays leased, to come back when its lease expires.
     info = scheduling.get_timer(topic, "stuck")
     assert info is not None
@@ -458,7 +401,7 @@ def test_second_sigterm_stops_run_forever_at_once_without_waiting_for_handlers(
 
 
 def test_timer_whose_handler_os_exits_every_time_ends_in_dead_letters_after_max_attempts(
-    workers: Workers, redis_client: redis.Redis, make_scheduler: SchedulerFactory
+    workers: WorkerProcesses, redis_client: redis.Redis, make_scheduler: SchedulerFactory
 ) -> None:
     topic, max_attempts = "killer", 2
     scheduling = make_scheduler()
@@ -487,7 +430,7 @@ def test_timer_whose_handler_os_exits_every_time_ends_in_dead_letters_after_max_
 
     assert exit_codes == [1] * max_attempts, workers.logs()
     assert survivor is not None, workers.logs()
-    assert _list(redis_client, "test:started") == [
+    assert redis_list(redis_client, "test:started") == [
         f"w{n} k-1 {n}" for n in range(1, max_attempts + 1)
     ]
     (dead,) = scheduling.dead_timers(topic)
@@ -501,7 +444,7 @@ def test_timer_whose_handler_os_exits_every_time_ends_in_dead_letters_after_max_
 
 
 def test_forked_child_does_not_pretend_to_run_the_parents_scheduler_and_start_there_delivers(
-    workers: Workers, redis_client: redis.Redis
+    workers: WorkerProcesses, redis_client: redis.Redis
 ) -> None:
     process = workers.spawn("forker", "--topic", "forked", "--mode", "fork")
     try:
@@ -509,8 +452,8 @@ def test_forked_child_does_not_pretend_to_run_the_parents_scheduler_and_start_th
     except subprocess.TimeoutExpired:
         raise AssertionError(f"fork worker hung:\n{workers.logs()}") from None
     assert code == 0, workers.logs()
-    (child_json,) = _list(redis_client, "test:child")
-    (parent_json,) = _list(redis_client, "test:parent")
+    (child_json,) = redis_list(redis_client, "test:child")
+    (parent_json,) = redis_list(redis_client, "test:parent")
     child, parent = json.loads(child_json), json.loads(parent_json)
     assert "error" not in child, child.get("error")
 
@@ -536,7 +479,7 @@ def test_forked_child_does_not_pretend_to_run_the_parents_scheduler_and_start_th
     assert parent["stopped"] is True
     assert parent["child_exit"] == 0
     assert child["pid"] == parent["child_pid"] != parent["pid"]
-    assert sorted(_list(redis_client, "test:delivered")) == sorted([
+    assert sorted(redis_list(redis_client, "test:delivered")) == sorted([
         f"{parent['pid']} before-fork",
         f"{parent['pid']} parent-after-fork",
         f"{child['pid']} child-timer",
