@@ -43,6 +43,7 @@ from .validation import check_correlation_id, check_due, check_headers, check_ti
 __all__ = [
     "DueArgs",
     "InputError",
+    "PayloadTypes",
     "TimerArgs",
     "due_args",
     "header_pair",
@@ -96,13 +97,11 @@ def read_duration(value: object) -> dt.timedelta:
     if isinstance(value, str):
         text = value.strip()
         negative = text.startswith("-")
+        unsigned = text[1:] if negative else text
         try:
-            delta = parse_duration(text[1:] if negative else text)
-        except InvalidTimerError:
-            raise InvalidTimerError(
-                f"duration {value!r} is not like '90s', '15m', '2h', '7d', '1h30m' or a "
-                "number of seconds"
-            ) from None
+            delta = parse_duration(unsigned)
+        except InvalidTimerError as exc:  # in its words, naming all of `value`
+            raise InvalidTimerError(str(exc).replace(repr(unsigned), repr(value))) from None
         return -delta if negative else delta
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTimerError(
