@@ -4,7 +4,6 @@ in this process and reading what it printed."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -68,13 +67,6 @@ def failing_router(topic: str) -> Router:
         raise ValueError(f"card declined for {payload}")
 
     return router
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def table_fields(out: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -130,12 +129,6 @@ def dead_letter_scheduler(
                             headers={"tenant": "acme"})
         assert scheduler.run_pending() == 1
     return scheduler
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def allowed(reply: Reply) -> set[str]:

@@ -24,7 +24,6 @@ from ._cli_support import (
     assert_one_error_line,
     cli_runner,
     failing_router,
-    free_port,
 )
 from .helpers import (
     REPO,
@@ -34,6 +33,7 @@ from .helpers import (
     SchedulerFactory,
     cli_command,
     cli_environment,
+    closed_port,
     running,
 )
 
@@ -92,7 +92,7 @@ def test_bad_options_exit_2_with_one_line_and_write_nothing(
     ],
 )
 def test_unreachable_redis_exits_2_with_one_line_naming_it(cli: Cli, argv: list[str]) -> None:
-    port = free_port()
+    port = closed_port()
     started = time.monotonic()
     result = cli("--redis-url", f"redis://127.0.0.1:{port}/0", *argv, url=False)
     assert time.monotonic() - started < 2
@@ -102,7 +102,7 @@ def test_unreachable_redis_exits_2_with_one_line_naming_it(cli: Cli, argv: list[
 
 def test_unreachable_redis_from_a_shell_prints_exactly_one_line() -> None:
     """The library logs the outage too; the command keeps that out of the way (-v shows it)."""
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    url = f"redis://127.0.0.1:{closed_port()}/0"
     done = subprocess.run(
         [*cli_command(), "--redis-url", url, "stats"], capture_output=True, text=True,
         env=cli_environment(), cwd=REPO, timeout=PROCESS_DEADLINE,
@@ -363,7 +363,7 @@ def test_a_given_scheduler_is_used_instead_of_the_url_and_namespace(
     router = Router()
     router.handler("invoices", payload=InvoiceDue)(lambda invoice: None)
     given = make_scheduler(router, namespace="web-app")
-    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    nowhere = f"redis://127.0.0.1:{closed_port()}/0"
 
     def run(*argv: str) -> Result:
         return cli("--redis-url", nowhere, "--namespace", "ignored", *argv, scheduler=given,

@@ -26,11 +26,10 @@ from ._http_support import (
     allowed,
     api_servers,
     create,
-    free_port,
     http_server,
     redis_state,
 )
-from .helpers import SchedulerFactory
+from .helpers import SchedulerFactory, closed_port
 
 
 @pytest.fixture
@@ -328,7 +327,7 @@ def test_create_app_from_the_environment_needs_redis_url_and_the_token(
 def test_create_app_from_the_environment_does_not_need_redis_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port()}/0")
     monkeypatch.setenv("REDISTIMERS_API_TOKEN", TOKEN)
     with http_server(create_app()) as port:
         reply = Api(port).call("GET", "/topics")

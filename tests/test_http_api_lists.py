@@ -27,9 +27,8 @@ from ._http_support import (
     api_servers,
     create,
     dead_letter_scheduler,
-    free_port,
 )
-from .helpers import SchedulerFactory
+from .helpers import SchedulerFactory, closed_port
 
 
 @pytest.fixture
@@ -177,7 +176,7 @@ def test_dead_letters_are_requeued_one_or_all_and_purged(
 
 
 def test_redis_unreachable_is_503_with_retry_after(serve_api: ServeFactory) -> None:
-    nowhere = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1,
+    nowhere = redis.Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=1,
                           retry=Retry(NoBackoff(), 0))
     api = serve_api(TimerScheduler(nowhere))
     for method, path, body in [("GET", "/topics", NO_BODY),
