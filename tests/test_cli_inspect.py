@@ -18,6 +18,7 @@ import redis
 from redistimers import Router
 
 from ._cli_support import (
+    ENVIRONMENT,
     PROCESS_DEADLINE,
     Cli,
     Result,
@@ -40,7 +41,7 @@ from .helpers import (
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REDIS_URL", "REDISTIMERS_NAMESPACE", "REDISTIMERS_API_TOKEN"):
+    for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
 
 

