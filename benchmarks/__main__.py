@@ -7,6 +7,7 @@ redis-server, into a markdown table, raw JSON and a PNG of the lateness CDFs.
     python -m benchmarks --quick                  # small sizes, ours only (~40 s)
     python -m benchmarks --peers huey,rq --workloads drain,idle-lateness
     python -m benchmarks --peers none --redis-url redis://localhost:6379/0
+    python -m benchmarks --quick --workloads drain --profile /tmp/drain-profiles
 
 Install the peers first with ``python -m benchmarks.peers install``; a peer that is not
 installed shows why in its column. Progress goes to stderr, the table to stdout, the files
@@ -42,6 +43,7 @@ from . import (
     workloads_scale,
     workloads_timing,
 )
+from .counting import PROFILE_ENV
 from .figures import FIGURES, WORKLOADS, Cell, Result
 from .procs import CaseError
 from .session import QUICK, Session, Sizes, Subject
@@ -108,6 +110,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="use this Redis (it is FLUSHed!) instead of starting one")
     parser.add_argument("--out", metavar="DIR", type=Path,
                         help=f"where the files go (default: {RESULTS})")
+    parser.add_argument(
+        "--profile", metavar="DIR", type=Path,
+        help="cProfile the threads of every redistimers worker into "
+             "DIR/<worker>.<thread>.pstat (read them with python -m pstats); it slows "
+             "them, so the figures of such a run are not comparable with others",
+    )
     args = parser.parse_args(argv)
 
     if args.peers is None:
@@ -302,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [peers.OURS, *args.peer_names]
     log(f"{'quick' if args.quick else 'full'} run: {', '.join(names)}; "
         f"workloads: {', '.join(args.workload_names)}")
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(args.profile.resolve())  # the workers inherit it
+        log(f"profiling redistimers' workers into {args.profile}: slower figures")
 
     server = None
     if args.redis_url:

@@ -1,10 +1,12 @@
 """The benchmark harness: `python -m benchmarks --quick` completes against the session's
-redis-server and reports a number for every figure of redistimers."""
+redis-server and reports a number for every figure of redistimers; the drain alone runs
+too, and --profile writes the workers' thread profiles."""
 
 from __future__ import annotations
 
 import json
 import os
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,28 @@ def test_quick_run_reports_every_figure(redis_server: RedisServer, tmp_path: Pat
     assert "| figure | redistimers" in result.stdout
 
 
+def test_drain_alone_runs_and_profile_writes_each_workers_thread_profiles(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--peers", "none", "--workloads",
+         "drain", "--redis-url", redis_server.url, "--out", str(tmp_path / "out"),
+         "--profile", str(tmp_path / "profiles")],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours = json.loads((tmp_path / "out" / "quick.json").read_text())["cells"]["redistimers"]
+    assert ours["drain.rate"]["value"] > 0
+    assert ours["drain.default_rate"]["value"] > 0
+    # One worker drained with the tuned settings, another with the defaults.
+    pollers = sorted((tmp_path / "profiles").glob("*.redistimers-poller.pstat"))
+    assert len(pollers) == 2, sorted(p.name for p in (tmp_path / "profiles").iterdir())
+    for path in pollers:
+        functions = pstats.Stats(str(path)).get_stats_profile().func_profiles.values()
+        assert any(f.file_name.endswith("poller.py") for f in functions)
+
+
 def test_plan_json_is_json() -> None:
     from benchmarks.session import plan_json
 
@@ -76,6 +100,8 @@ def test_arguments() -> None:
     assert some.workload_names == ["drain", "idle-lateness"]
     assert stem_of(some) == "partial"
     assert parse_args(["--peers", "none"]).peer_names == []
+    assert full.profile is None
+    assert parse_args(["--profile", "some/dir"]).profile == Path("some/dir")
     with pytest.raises(SystemExit):
         parse_args(["--peers", "sidekiq"])
 

@@ -6,8 +6,10 @@ topic, started with ``start()`` and stopped with ``stop()`` on SIGTERM. Run it w
 project's own interpreter (it imports redistimers from the work tree).
 
 The worker's Redis client counts its round trips client-side (the counting connection of
-benchmarks/drain.py: one per command or pipeline sent, pub/sub included) and adds the total
-to the out file as ``client_round_trips``, over the worker's whole life.
+benchmarks/counting.py: one per command or pipeline sent, pub/sub included) and adds the
+total to the out file as ``client_round_trips``, over the worker's whole life. With
+BENCHMARKS_PROFILE_DIR set (``python -m benchmarks --profile DIR``), the worker also
+profiles its threads into that folder (see benchmarks/counting.py).
 """
 
 from __future__ import annotations
@@ -17,18 +19,30 @@ import json
 import os
 import sys
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(1, os.path.dirname(os.path.dirname(HERE)))  # the work tree: benchmarks.drain
+sys.path.insert(1, os.path.dirname(os.path.dirname(HERE)))  # the work tree: benchmarks.counting
 
 import _common  # noqa: E402
 
 import redistimers  # noqa: E402
-from benchmarks.drain import DEFAULT_MAX_CONCURRENT, ROUND_TRIPS, counting_client  # noqa: E402
+from benchmarks.counting import (  # noqa: E402
+    PROFILE_ENV,
+    ROUND_TRIPS,
+    ThreadProfiles,
+    counting_client,
+)
 from redistimers import Delivery, Router, TimerScheduler, TimerSpec, defaults  # noqa: E402
 
+#: max_concurrent of the tuned profile. With a no-op handler the poller thread is the
+#: bottleneck, and one poller turn (one pipelined round trip) claims at most the topic's
+#: free slots. 100 handler threads let a turn settle and claim dozens of timers; far more
+#: threads cost more to start than they save (1000 drained slower), and the library's own
+#: default, 10, caps a turn at 10 timers: >= 0.1 round trips per timer.
+TUNED_MAX_CONCURRENT = 100
 #: Shortest lease of the tuned profile: it bounds how long a killed worker's timers wait
 #: (the crash workload), and costs nothing while handlers are short (a running handler's
 #: lease is renewed at a third of it).
@@ -37,7 +51,7 @@ TUNED_LEASE_TTL = 5.0
 BULK_CALL = 50_000
 
 TUNED: dict[str, Any] = {
-    "max_concurrent": DEFAULT_MAX_CONCURRENT,  # per topic; --concurrency overrides it
+    "max_concurrent": TUNED_MAX_CONCURRENT,  # per topic; --concurrency overrides it
     "lease_ttl": TUNED_LEASE_TTL,
     "max_poll_interval": defaults.MAX_POLL_INTERVAL,
 }
@@ -96,12 +110,18 @@ def worker(args: Any) -> None:
             router.handler(topic)(fire)
     scheduler = TimerScheduler(counting_client(args.redis_url), routers=[router])
     stop = _common.on_sigterm(lambda: None)
+    profile_dir = os.environ.get(PROFILE_ENV)
+    profiles = ThreadProfiles() if profile_dir else None
+    if profiles is not None:
+        profiles.install()
     scheduler.start()
     recorder.ready()
     while not stop.wait(0.5):
         pass
     scheduler.stop(timeout=10)
     recorder.finish()
+    if profiles is not None and profile_dir:
+        profiles.save(Path(profile_dir), args.name)
     with open(args.out) as f:
         out = json.load(f)
     out["client_round_trips"] = sum(ROUND_TRIPS.snapshot().values())
