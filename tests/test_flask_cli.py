@@ -4,9 +4,7 @@ CLI runner, against real redis-servers."""
 
 from __future__ import annotations
 
-import argparse
 import threading
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +13,6 @@ import redis
 from flask import Flask, current_app
 
 from redistimers import TimerScheduler
-from redistimers.cli import build_parser
-from redistimers.contrib import _argparse_compat
-from redistimers.contrib._argparse_compat import subcommands
 from redistimers.contrib.flask import Timers
 from redistimers.testing import RedisServer
 
@@ -80,46 +75,6 @@ def test_cli_group_lists_worker_and_the_library_commands(make_app: AppFactory) -
     for command in ("stats", "list", "get", "schedule", "cancel", "dead"):
         assert f"\n  {command} " in result.output, result.output
     assert "demo" not in result.output  # it would not use the app's Redis
-
-
-def test_subcommands_are_read_from_a_parser_in_the_order_added() -> None:
-    parser = argparse.ArgumentParser(prog="tool")
-    parser.add_argument("--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("stats", help="count timers")
-    sub.add_parser("list", help="list timers")
-    sub.add_parser("quiet")
-    assert subcommands(parser) == {"stats": "count timers", "list": "list timers", "quiet": ""}
-    assert subcommands(argparse.ArgumentParser(prog="plain")) == {}
-    del parser._actions  # an argparse that keeps its actions elsewhere
-    assert subcommands(parser) == {}
-
-
-def test_cli_group_help_and_commands_work_where_argparse_cannot_list_its_subcommands(
-    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Listing the `redistimers` commands reads argparse's private names: without them the
-    group's help shows its own worker only, and every command is forwarded all the same."""
-    # An argparse without _SubParsersAction, as _argparse_compat sees it (and it alone).
-    monkeypatch.setattr(_argparse_compat, "argparse", types.SimpleNamespace())
-    assert subcommands(build_parser()) == {}
-    timers = Timers()
-    app = make_app(timers)
-    with app.app_context():
-        timers.set_timer("invoices", {"n": 1}, activate_in=600, timer_id="inv-1")
-    runner = app.test_cli_runner()
-
-    helped = runner.invoke(args=["redistimers", "--help"])
-    assert helped.exit_code == 0, helped.output
-    assert "deliver this app's timers" in helped.output
-    assert "\n  stats " not in helped.output
-
-    stats = runner.invoke(args=["redistimers", "stats"])
-    assert stats.exit_code == 0, stats.output
-    assert "invoices" in stats.output
-    stats_help = runner.invoke(args=["redistimers", "stats", "--help"])
-    assert stats_help.exit_code == 0, stats_help.output
-    assert "usage: redistimers stats" in stats_help.output
 
 
 def test_cli_worker_delivers_with_the_apps_handlers_and_concurrency_until_stopped(

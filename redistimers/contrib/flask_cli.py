@@ -25,7 +25,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from ..durations import parse_duration
 from ..errors import InvalidTimerError, RedisTimersError
-from ._argparse_compat import subcommands
 from .flask_state import AppState, app_state
 
 #: Commands of `redistimers` not listed under ``flask redistimers``: ``worker`` is the
@@ -92,16 +91,10 @@ def _forwarder(name: str) -> click.Command:
 
 
 def _library_commands() -> dict[str, str]:
-    """Name -> help of the `redistimers` command's subcommands, read from its parser; for
-    --help only (best effort: when they cannot be listed, every name is forwarded all the
-    same)."""
-    from ..cli import build_parser
+    """Name -> help of the `redistimers` command's subcommands listed under the group."""
+    from ..cli import subcommands
 
-    return {
-        name: summary
-        for name, summary in subcommands(build_parser()).items()
-        if name not in NOT_LISTED
-    }
+    return {name: summary for name, summary in subcommands().items() if name not in NOT_LISTED}
 
 
 def _show_library_logs(level: str) -> None:
