@@ -9,10 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-from redistimers import (
-    Router,
-    SchedulerStateError,
-)
+from redistimers import Delivery, SchedulerStateError
 
 from .helpers import (
     RecordingFactory,
@@ -94,17 +91,15 @@ def test_stop_returns_within_its_timeout_while_a_handler_still_runs(
     assert scheduler.metrics().claimed == 1
 
 
-def test_stop_waits_for_a_running_handler_to_finish(make_scheduler: SchedulerFactory) -> None:
+def test_stop_waits_for_a_running_handler_to_finish(recording: RecordingFactory) -> None:
     started, finished = threading.Event(), threading.Event()
-    router = Router()
 
-    def slow(payload: Any) -> None:
+    def slow(payload: Any, delivery: Delivery | None) -> None:
         started.set()
         time.sleep(0.3)
         finished.set()
 
-    router.handler("ticks")(slow)
-    scheduler = make_scheduler(router)
+    scheduler, _ = recording("ticks", slow)
     before = redistimers_threads()
     scheduler.start()
     scheduler.set_timer("ticks", "x", activate_in=0, timer_id="x")

@@ -123,7 +123,7 @@ def test_metrics_in_flight_counts_handlers_running_now_per_topic(
     make_scheduler: SchedulerFactory, redis_client: redis.Redis, release: threading.Event
 ) -> None:
     router = Router()
-    slow = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    slow = Recorder(redis_client, blocked_until(release))
     router.handler("slow", max_concurrent=5)(slow)
     router.handler("idle")(lambda payload: None)
     scheduler = make_scheduler(router)
@@ -465,7 +465,7 @@ def test_every_delivery_level_log_record_carries_topic_timer_id_and_attempt(
     caplog.set_level(logging.DEBUG, logger="redistimers")
     router = _outcomes_router()
     router.handler("expiry", retry=TWO_TRIES)(lambda payload: None)
-    lossy = Recorder(redis_client, lambda payload, delivery: release.wait(10) and None)
+    lossy = Recorder(redis_client, blocked_until(release))
     router.handler("lossy", lease_ttl=0.3)(lossy)
     scheduler = make_scheduler(router, max_poll_interval=0.5)
     timers = _schedule_outcomes(make_scheduler())

@@ -19,6 +19,7 @@ import redis
 from redistimers import Delivery, Router, TimerScheduler
 
 from .helpers import (
+    RecordingFactory,
     SchedulerFactory,
     ServerFactory,
     WorkerProcesses,
@@ -98,6 +99,7 @@ def test_timer_of_a_worker_killed_mid_handler_is_delivered_again_as_attempt_2(
     redis_client: redis.Redis,
     workers: WorkerProcesses,
     make_scheduler: SchedulerFactory,
+    recording: RecordingFactory,
 ) -> None:
     topic = "crashy"
     process = workers.spawn("doomed", "--topic", topic, "--mode", "hang", "--lease-ttl", "1")
@@ -115,56 +117,38 @@ def test_timer_of_a_worker_killed_mid_handler_is_delivered_again_as_attempt_2(
     process.wait(10)
     killed_at = time.monotonic()
 
-    deliveries: list[Delivery] = []
-    delivered = threading.Event()
-    router = Router()
-
-    @router.handler(topic, lease_ttl=1)
-    def handle(payload: dict[str, int], delivery: Delivery) -> None:
-        deliveries.append(delivery)
-        delivered.set()
-
-    survivor = make_scheduler(router)
+    survivor, handler = recording(topic, handler={"lease_ttl": 1})
     survivor.start()
-    assert delivered.wait(PROCESS_DEADLINE), "the killed worker's timer never came back"
+    handler.wait_calls(1, PROCESS_DEADLINE)  # the killed worker's timer came back
     # The dead worker renewed a 1 s lease while it ran: the timer is back within about
     # that long after the kill, not after some much longer timeout.
     assert time.monotonic() - killed_at < 10
     wait_for(lambda: survivor.get_timer(topic, "job-1") is None, PROCESS_DEADLINE)
-    assert [(d.timer_id, d.attempt) for d in deliveries] == [("job-1", 2)]
+    assert [(c.delivery.timer_id, c.delivery.attempt) for c in handler.calls if c.delivery] == [
+        ("job-1", 2)
+    ]
 
 
 # -- lease renewal -------------------------------------------------------------------------
 
 
 def test_handler_running_three_times_its_lease_ttl_is_delivered_once_despite_a_ready_rival(
-    redis_client: redis.Redis, make_scheduler: SchedulerFactory
+    recording: RecordingFactory,
 ) -> None:
     topic = "long"
-    deliveries: list[tuple[str, int]] = []
-    started = threading.Event()
     finished = threading.Event()
     release = threading.Event()  # only set at teardown, so a stuck handler still ends
 
-    def make_router(name: str, run_for: float) -> Router:
-        router = Router()
+    def three_seconds(payload: object, delivery: Delivery | None) -> None:
+        release.wait(3.0)
+        finished.set()
 
-        @router.handler(topic, lease_ttl=1)
-        def handle(payload: object, delivery: Delivery) -> None:
-            deliveries.append((name, delivery.attempt))
-            started.set()
-            release.wait(run_for)
-            if name == "first":
-                finished.set()
-
-        return router
-
-    first = make_scheduler(make_router("first", 3.0))
-    rival = make_scheduler(make_router("rival", 0.0))
+    first, held = recording(topic, three_seconds, handler={"lease_ttl": 1})
+    rival, rivals = recording(topic, handler={"lease_ttl": 1})
     try:
         first.start()
         first.set_timer(topic, "payload", activate_in=0, timer_id="long-1")
-        assert started.wait(PROCESS_DEADLINE)
+        held.wait_calls(1, PROCESS_DEADLINE)
         rival.start()  # ready to take the timer the moment its lease runs out
         info = None
         for _ in range(2):  # well past the 1 s lease, twice
@@ -177,7 +161,8 @@ def test_handler_running_three_times_its_lease_ttl_is_delivered_once_despite_a_r
         wait_for(lambda: first.get_timer(topic, "long-1") is None, PROCESS_DEADLINE)
     finally:
         release.set()
-    assert deliveries == [("first", 1)]
+    assert [c.delivery.attempt for c in held.calls if c.delivery] == [1]
+    assert rivals.calls == []
 
 
 # -- Redis outages -------------------------------------------------------------------------
