@@ -14,12 +14,8 @@ from ..errors import InvalidTimerError
 from ..inputs import header_pair, read_instant, read_json
 from ..testing import ENV_BINARY
 from . import commands, run
+from .minus_values import read_minus_digit_as_value
 from .output import one_line
-
-#: What argparse takes for a value rather than an option: a minus then a digit, as in
-#: ``-5``, ``-0.5``, and ``-5s`` or ``-1h30m`` (the matcher of recent CPython's argparse;
-#: older ones take only plain numbers, so ``--in -5s`` was "expected one argument").
-_VALUE_LIKE = re.compile(r"-\.?\d")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -29,7 +25,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._negative_number_matcher = _VALUE_LIKE
+        read_minus_digit_as_value(self)
 
     def error(self, message: str) -> NoReturn:
         option = re.fullmatch(r"argument (--[\w-]+)(?:/\S+)?: expected one argument", message)
