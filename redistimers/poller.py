@@ -316,8 +316,8 @@ class Poller:
         except Exception as error:
             if is_refused_access(error):  # waiting will not mend a password or an ACL
                 self._tracker.refuse(error)
-            else:  # aborted while failing
-                log.error("poller turn failed while stopping: %s", error)
+            else:  # aborted while failing; the failure was logged when it began
+                log.debug("poller stopped while its turns were failing: %s", error)
             return False
         log.warning("poller turns work again after %d failed", self._failures)
         self._failures, self._logged = 0, None
