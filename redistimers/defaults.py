@@ -47,6 +47,11 @@ SCHEDULE_CALLS_PER_ROUND_TRIP = 10
 #: what would make one timer slow every claim that returns it.
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
+#: With `min_replicas`, how long a write waits for the replicas to confirm it, in
+#: seconds: far above a healthy replica's lag (milliseconds), short enough that a caller
+#: hears of a lost replica before its request times out.
+REPLICA_TIMEOUT = 1.0
+
 #: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
 SHUTDOWN_TIMEOUT = 10.0
 

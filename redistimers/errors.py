@@ -78,6 +78,12 @@ class RedisPermissionError(RedisCallError):
     redistimers needs; the README's "Redis permissions" section has the rule to grant."""
 
 
+class RedisReplicationError(RedisCallError):
+    """Redis ran the write, but fewer replicas than `min_replicas` confirmed it within
+    `replica_timeout`: it stays unless the primary fails before a replica has it. Setting
+    the same timers again (same ids) is safe."""
+
+
 class SchedulerStateError(RedisTimersError, RuntimeError):
     """An operation that does not fit the scheduler's state (say, run_pending while it runs)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import urllib.parse
 
 import redis
+from redis.cluster import RedisCluster
 
 from .errors import (
     RedisAuthenticationError,
@@ -24,6 +25,8 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,  # a replica that lost its primary, mid-failover
+    redis.exceptions.SlotNotCoveredError,  # a Cluster whose failed master has no heir yet
 )
 
 _OUT_OF_MEMORY: tuple[type[Exception], ...] = tuple(
@@ -97,8 +100,24 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 
-def describe_location(client: redis.Redis) -> str:
-    """host:port (or the unix socket path) a client talks to, for error messages."""
+def describe_location(client: object) -> str:
+    """Where a client's Redis is, for messages: host:port, a unix socket, a Sentinel
+    service with its sentinels, or a Cluster's nodes."""
+    if isinstance(client, RedisCluster):
+        nodes = sorted({f"{node.host}:{node.port}" for node in client.get_primaries()})  # type: ignore[no-untyped-call]
+        shown = ",".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+        return f"Redis Cluster {shown}"
+    pool = getattr(client, "connection_pool", None)
+    service = getattr(pool, "service_name", None)
+    if isinstance(service, str):
+        manager = getattr(pool, "sentinel_manager", None)
+        sentinels = [
+            f"{kwargs.get('host')}:{kwargs.get('port')}"
+            for kwargs in (
+                _connection_kwargs(sentinel) for sentinel in getattr(manager, "sentinels", [])
+            )
+        ]
+        return f"the primary of Sentinel service {service!r} (sentinels {','.join(sentinels)})"
     kwargs = _connection_kwargs(client)
     if kwargs.get("path"):
         return f"unix socket {kwargs['path']}"
@@ -118,13 +137,16 @@ def redacted_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def describe_user(client: redis.Redis) -> str:
+def describe_user(client: object) -> str:
     """Which Redis user a client authenticates as, for error messages."""
-    user = _connection_kwargs(client).get("username")
+    if isinstance(client, RedisCluster):
+        user = client.get_connection_kwargs().get("username")  # type: ignore[no-untyped-call]
+    else:
+        user = _connection_kwargs(client).get("username")
     return f"user {user!r}" if user else "the default user"
 
 
-def _connection_kwargs(client: redis.Redis) -> dict[str, object]:
+def _connection_kwargs(client: object) -> dict[str, object]:
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
     return kwargs if isinstance(kwargs, dict) else {}

@@ -29,8 +29,8 @@ def track(store: TimerStore, forget_in_child: Callable[[], None]) -> None:
 
 
 def _before() -> None:
-    pools = {id(store.client.connection_pool): store.client for store in list(_tracked)}
-    for client in pools.values():
+    clients = {id(store.client): store.client for store in list(_tracked)}
+    for client in clients.values():
         _held.extend(hold_pool_locks(client))
 
 

@@ -19,8 +19,9 @@ import redis
 import tenacity
 
 from . import defaults
-from .errors import RedisCallError
+from .errors import RedisCallError, RedisReplicationError
 from .failures import call_error, is_out_of_memory, is_transient
+from .store import NotReplicated
 
 T = TypeVar("T")
 
@@ -45,6 +46,7 @@ class OutageTracker:
         self._answered = False  # Redis has answered the worker at least once
         self._down_since: float | None = None
         self._full_since: float | None = None
+        self._unreplicated_since: float | None = None
         self._call_started: float | None = None
 
     def reset_after_fork(self) -> None:
@@ -53,6 +55,7 @@ class OutageTracker:
         self._lock = threading.Lock()
         self._answered = False
         self._down_since = self._full_since = self._call_started = None
+        self._unreplicated_since = None
         self.refused = None
 
     @property
@@ -81,6 +84,15 @@ class OutageTracker:
     def call_error(self, exc: BaseException) -> RedisCallError | None:
         """The RedisCallError to raise to another caller for `exc` (counted), or None when
         `exc` is an answer about the call itself, to raise as Redis gave it."""
+        if isinstance(exc, NotReplicated):
+            replication = exc.replication
+            self.count_error(exc)
+            return RedisReplicationError(
+                f"Redis at {self.where} ran the write, but only {exc.acked} of the "
+                f"{replication.replicas} replicas required (min_replicas) confirmed it within "
+                f"{replication.timeout_ms / 1000:g}s (replica_timeout): it stays unless the "
+                "primary fails before a replica has it"
+            )
         error = call_error(exc, self.where, self.who)
         if error is not None:
             self.count_error(exc)
@@ -93,7 +105,7 @@ class OutageTracker:
         handle: counted in the metrics, but neither logged nor changing `healthy`."""
         try:
             yield
-        except redis.exceptions.RedisError as exc:
+        except (redis.exceptions.RedisError, NotReplicated) as exc:
             error = self.call_error(exc)
             if error is None:
                 raise
@@ -161,6 +173,27 @@ class OutageTracker:
         elif ended_since is not None:
             log.warning(
                 "Redis at %s has room again after %.1fs", self.where,
+                time.monotonic() - ended_since,
+            )
+
+    def saw_replicas(self, short: Exception | None) -> None:
+        """Record whether the worker's last settled outcomes reached the replicas it waits
+        for (`short`: why not); the start and the end of a shortfall are logged once each."""
+        with self._lock:
+            began = short is not None and self._unreplicated_since is None
+            ended_since = self._unreplicated_since if short is None else None
+            if began:
+                self._unreplicated_since = time.monotonic()
+            elif ended_since is not None:
+                self._unreplicated_since = None
+        if began:
+            log.error(
+                "Redis at %s: %s; this worker goes on (an outcome lost in a failover means its "
+                "timer is delivered again)", self.where, short,
+            )
+        elif ended_since is not None:
+            log.warning(
+                "Redis at %s: the replicas confirm writes again after %.1fs", self.where,
                 time.monotonic() - ended_since,
             )
 

@@ -477,7 +477,10 @@ class Poller:
         give_up_on = self._abort if batch.settles else self._stopping
         if self._pass is not None:  # run_pending: its caller is told, not kept waiting
             with self._tracker.translating():
-                return self._store.execute(batch)
+                results = self._store.execute(batch)
+            if batch.settles and self._store.replication is not None:
+                self._tracker.saw_replicas(batch.unreplicated)
+            return results
         try:
             results = self._tracker.call(
                 lambda: self._store.execute(batch),
@@ -491,6 +494,8 @@ class Poller:
             raise
         if not was_reachable:
             self.wake(_ALL_TOPICS)  # wake-ups published during the outage were lost
+        if batch.settles and self._store.replication is not None:
+            self._tracker.saw_replicas(batch.unreplicated)
         return results
 
     def _apply(self, batch: Batch, results: list[Any]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import redis
 
+from .connect import RedisClient
+
 log = logging.getLogger("redistimers.forking")
 
 #: The pool's locks, in the order redis-py takes them.
@@ -23,10 +25,28 @@ _LOCK_NAMES = ("_fork_lock", "_lock")
 _TIMEOUT_S = 5.0
 
 
-def hold_pool_locks(client: redis.Redis) -> list[Any]:
-    """Take the locks of `client`'s connection pool (those it has); returns what was
-    taken, to release after the fork in the parent and in the child."""
-    pool = getattr(client, "connection_pool", None)
+def hold_pool_locks(client: RedisClient) -> list[Any]:
+    """Take the locks of `client`'s connection pools (those they have: one pool, or one
+    per node of a Cluster); returns what was taken, to release after the fork in the
+    parent and in the child. Two clients sharing a pool take its locks once."""
+    held: list[Any] = []
+    for pool in _pools_of(client):
+        if not any(lock is getattr(pool, name, None) for lock in held for name in _LOCK_NAMES):
+            held += _hold(pool)
+    return held
+
+
+def _pools_of(client: RedisClient) -> list[Any]:
+    if isinstance(client, redis.Redis):
+        return [client.connection_pool]
+    return [
+        node.redis_connection.connection_pool
+        for node in client.get_nodes()  # type: ignore[no-untyped-call]
+        if node.redis_connection is not None
+    ]
+
+
+def _hold(pool: Any) -> list[Any]:
     held = []
     for name in _LOCK_NAMES:
         lock = getattr(pool, name, None)

@@ -12,19 +12,22 @@ from typing import Any, overload
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from . import defaults, forking
 from .admin import TimerAdmin
 from .codec import encode_envelope
+from .connect import RedisClient, client_from_url
 from .delivery import Hooks
 from .errors import (
     ConfigurationError,
     InvalidTimerError,
     PayloadTooLargeError,
+    RedisReplicationError,
     SchedulerStateError,
 )
-from .failures import describe_location, describe_user, redacted_url
+from .failures import describe_location, describe_user
 from .metrics import Metrics, MetricsCounter
 from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats
 from .outage import OutageTracker
@@ -32,7 +35,7 @@ from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
 from .router import HandlerSpec, Router, merge_routers
-from .store import ScheduleEntry, TimerStore, WriteFailed, Written
+from .store import Replication, ScheduleEntry, TimerStore, WriteFailed, Written
 from .validation import (
     DueTime,
     check_correlation_id,
@@ -64,6 +67,18 @@ class _ServerClock:
         return self._now_ms
 
 
+def _replication(min_replicas: int, replica_timeout: float | dt.timedelta) -> Replication | None:
+    """What writes wait for: `min_replicas` replicas within `replica_timeout` (None: none)."""
+    if not isinstance(min_replicas, int) or isinstance(min_replicas, bool) or min_replicas < 0:
+        raise ConfigurationError(f"min_replicas must be an int >= 0, got {min_replicas!r}")
+    timeout = seconds_of(replica_timeout, "replica_timeout")
+    if not timeout > 0:
+        raise ConfigurationError(f"replica_timeout must be > 0 seconds, got {replica_timeout!r}")
+    if min_replicas == 0:
+        return None
+    return Replication(min_replicas, max(1, round(timeout * 1000)))
+
+
 class TimerScheduler:
     """Distributed timers on one Redis: any process may schedule; processes with routers
     deliver each due timer of their topics to its handler, at least once, never early.
@@ -71,7 +86,7 @@ class TimerScheduler:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         routers: Iterable[Router] = (),
         namespace: str = defaults.NAMESPACE,
         *,
@@ -81,16 +96,21 @@ class TimerScheduler:
         on_failure: Callable[[Delivery, BaseException], object] | None = None,
         on_dead: Callable[[Delivery, str], object] | None = None,
         max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES,
+        min_replicas: int = 0,
+        replica_timeout: float | dt.timedelta = defaults.REPLICA_TIMEOUT,
     ) -> None:
-        if not isinstance(client, redis.Redis):
+        if not isinstance(client, (redis.Redis, RedisCluster)):
             raise ConfigurationError(
-                f"client must be a redis.Redis, got {type(client).__name__}; "
-                "use TimerScheduler.from_url(url) to connect by URL"
+                f"client must be a redis.Redis (a Sentinel's master_for client is one) or a "
+                f"redis.cluster.RedisCluster, got {type(client).__name__}; use "
+                "TimerScheduler.from_url(url) to connect by URL"
             )
         if isinstance(routers, Router):
             routers = [routers]
         self._specs: dict[str, HandlerSpec] = merge_routers(routers)
-        self._store = TimerStore(client, check_namespace(namespace))
+        self._store = TimerStore(
+            client, check_namespace(namespace), _replication(min_replicas, replica_timeout)
+        )
         self._default_retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self._default_retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
@@ -127,19 +147,22 @@ class TimerScheduler:
         namespace: str = defaults.NAMESPACE,
         **options: Any,
     ) -> TimerScheduler:
-        """A scheduler of the Redis at `url` (``redis://``, ``rediss://`` or ``unix://``).
+        """A scheduler of the Redis at `url`: ``redis://``, ``rediss://`` or ``unix://`` for
+        one server, ``redis+sentinel://host:port[,host:port...]/service_name[/db]`` for a
+        Sentinel-managed primary, ``redis+cluster://host:port[,host:port...]`` for a Redis
+        Cluster.
 
         It does not connect yet, as redis-py clients do not: a web app boots while Redis
         restarts, and a worker waits for it. A malformed URL is a ConfigurationError.
 
         `retry` and `max_poll_interval` go to the scheduler; other keyword arguments go
-        to `redis.Redis.from_url`, with a socket timeout of REDIS_SOCKET_TIMEOUT and TCP
+        to the redis-py client, with a socket timeout of REDIS_SOCKET_TIMEOUT and TCP
         keepalive unless given (a silent connection is then reopened, not waited on).
         """
         scheduler_options = {
             key: options.pop(key)
             for key in ("retry", "max_poll_interval", "on_success", "on_failure", "on_dead",
-                        "max_payload_bytes")
+                        "max_payload_bytes", "min_replicas", "replica_timeout")
             if key in options
         }
         client_options: dict[str, Any] = {
@@ -151,13 +174,8 @@ class TimerScheduler:
             "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
             **options,
         }
-        try:
-            client = redis.Redis.from_url(url, **client_options)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"invalid Redis URL {redacted_url(url)!r}: {exc}"
-            ) from None  # redis-py's error may hold the URL, password and all
-        return cls(client, routers, namespace, **scheduler_options)
+        return cls(client_from_url(url, **client_options), routers, namespace,
+                   **scheduler_options)
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -277,9 +295,13 @@ class TimerScheduler:
             return cause
         error.with_timers(failure.written, failure.unwritten, failure.unconfirmed)
         entries = [entry for entries in by_topic.values() for entry in entries]
+        replication = isinstance(error, RedisReplicationError)
         if len(entries) == 1:
             name = f"timer {entries[0].timer_id!r}"
-            if failure.unconfirmed:
+            if replication:
+                outcome = (f"{name} is in its unconfirmed_ids: setting it again with the "
+                           "same timer_id is safe")
+            elif failure.unconfirmed:
                 outcome = (f"{name} may or may not have been written: setting it again with "
                            "the same timer_id is safe")
             elif failure.unwritten:
@@ -288,7 +310,9 @@ class TimerScheduler:
                 outcome = f"{name} was written, but its topic was not added to the topics"
         else:
             counts = [(len(failure.written), "were written (written_ids)"),
-                      (len(failure.unconfirmed), "may or may not have been (unconfirmed_ids)"),
+                      (len(failure.unconfirmed),
+                       "were written but not confirmed by the replicas (unconfirmed_ids)"
+                       if replication else "may or may not have been (unconfirmed_ids)"),
                       (len(failure.unwritten), "were not (unwritten_ids)")]
             outcome = f"of {len(entries):,} timers, " + ", ".join(
                 f"{count:,} {what}" for count, what in counts if count

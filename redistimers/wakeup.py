@@ -8,9 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis
-
 from . import defaults
+from .connect import RedisClient
 from .failures import is_refused_access
 from .outage import REDIS_BACKOFF, OutageTracker, keep_trying
 
@@ -32,7 +31,7 @@ class WakeListener:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         channels: Mapping[str, str],
         on_wake: Callable[[str | None], None],
         tracker: OutageTracker,

@@ -4,7 +4,7 @@ by tokens; several operations go to Redis in one pipelined round trip through `B
 from .batch import Batch, ClaimedTimer, ClaimResult, new_claimer_id
 from .inspection import DeadRecord, ListedTimer, StoredStats, StoredTimer, StoreInspection
 from .keys import Keys, TopicKeys
-from .scripts import SCRIPT_NAMES, Op, script_sha
+from .scripts import SCRIPT_NAMES, NotReplicated, Op, Replication, script_sha
 from .timers import ScheduleEntry, TimerStore, WriteFailed, Written
 
 __all__ = [
@@ -15,7 +15,9 @@ __all__ = [
     "DeadRecord",
     "Keys",
     "ListedTimer",
+    "NotReplicated",
     "Op",
+    "Replication",
     "ScheduleEntry",
     "StoreInspection",
     "StoredStats",

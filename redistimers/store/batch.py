@@ -70,6 +70,8 @@ class Batch:
     def __init__(self, keys: Keys, claimer: str | None = None) -> None:
         self._keys = keys
         self.ops: list[Op] = []
+        #: Set by `TimerStore.execute` when too few replicas confirmed the batch's writes.
+        self.unreplicated: Exception | None = None
         self.claimer = claimer or new_claimer_id()
         # Unique per claimer, which is all a request id needs to be. (A counter, not
         # os.urandom: that releases the GIL, and the poller would wait for it to come back

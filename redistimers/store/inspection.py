@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import redis
 
 from .. import defaults
+from ..connect import RedisClient
 from .keys import Keys
-from .scripts import Op, Scripts, chunks, text
+from .scripts import Op, Replication, Scripts, chunks, text
 
 
 @attrs.frozen
@@ -62,10 +62,14 @@ class DeadRecord:
 class StoreInspection:
     """Read and repair queries on the timers of one namespace."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, scripts: Scripts) -> None:
+    def __init__(
+        self, client: RedisClient, keys: Keys, scripts: Scripts,
+        replication: Replication | None = None,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._scripts = scripts
+        self._replication = replication  # what writes wait for
 
     def topics(self) -> list[str]:
         """The topics of this namespace that have pending timers or dead letters now: those
@@ -128,7 +132,9 @@ class StoreInspection:
         mode, ms = ("at", at_ms) if at_ms is not None else ("in", delay_ms or 0.0)
         args = (k.wake, timer_id, mode, repr(float(ms)))
         keys = (k.due, k.body, k.lease, k.attempts)
-        reply = self._scripts.run([Op("reschedule", topic, "reschedule", keys, args)])[0]
+        reply = self._scripts.run(
+            [Op("reschedule", topic, "reschedule", keys, args)], replication=self._replication
+        )[0]
         status = int(reply[0])
         if status == 0:
             return 0, None
@@ -142,7 +148,9 @@ class StoreInspection:
         """Remove every pending timer of a topic; returns how many."""
         k = self._keys.topic(topic)
         keys = (k.due, k.body, k.lease, k.attempts)
-        return int(self._scripts.run([Op("purge", topic, "purge", keys, ())])[0])
+        return int(self._scripts.run(
+            [Op("purge", topic, "purge", keys, ())], replication=self._replication
+        )[0])
 
     def dead(self, topic: str, limit: int, offset: int) -> list[DeadRecord]:
         """Dead letters of a topic, the oldest first: a page of `limit` from `offset`."""
@@ -169,11 +177,12 @@ class StoreInspection:
                 Op("requeue", topic, "requeue", keys, (k.wake, len(chunk), *chunk))
                 for chunk in chunks(timer_ids, defaults.SETTLE_BATCH_MAX)
             ]
-            return sum(int(n) for n in self._scripts.run(ops)) if ops else 0
+            replies = self._scripts.run(ops, replication=self._replication) if ops else []
+            return sum(int(n) for n in replies)
         total = 0
         while True:  # the oldest first, a bounded number per script call
             op = Op("requeue", topic, "requeue", keys, (k.wake, defaults.SETTLE_BATCH_MAX))
-            back = int(self._scripts.run([op])[0])
+            back = int(self._scripts.run([op], replication=self._replication)[0])
             total += back
             if not self._client.zcard(k.dead):
                 return total
@@ -182,4 +191,4 @@ class StoreInspection:
         """Delete every dead letter of a topic; returns how many there were."""
         k = self._keys.topic(topic)
         op = Op("purge_dead", topic, "purge_dead", (k.dead, k.dead_body), ())
-        return int(self._scripts.run([op])[0])
+        return int(self._scripts.run([op], replication=self._replication)[0])

@@ -9,8 +9,10 @@ from importlib import resources
 from typing import Any
 
 import attrs
-import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
+
+from ..connect import RedisClient
 
 SCRIPT_NAMES = (
     "schedule", "claim", "ack", "retry", "extend", "solo", "bury", "cancel", "requeue",
@@ -58,20 +60,50 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 
 
+@attrs.frozen
+class Replication:
+    """How many replicas must have a write before it counts as done, and how long to
+    wait for them (Redis's WAIT)."""
+
+    replicas: int
+    timeout_ms: int
+
+
+class NotReplicated(Exception):
+    """Redis ran the writes, but fewer replicas than required confirmed them in time:
+    they may be lost if the primary fails now. `replies` are the scripts' replies."""
+
+    def __init__(self, acked: int, replication: Replication, replies: list[Any]) -> None:
+        super().__init__(f"{acked} of {replication.replicas} replicas confirmed the write")
+        self.acked = acked
+        self.replication = replication
+        self.replies = replies
+
+
 class Scripts:
     """Runs the scripts on one Redis client."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
 
-    def run(self, ops: Sequence[Op], raise_on_error: bool = True) -> list[Any]:
+    def run(
+        self, ops: Sequence[Op], raise_on_error: bool = True,
+        replication: Replication | None = None,
+    ) -> list[Any]:
         """EVALSHA every op in one pipeline; load scripts on NOSCRIPT. With `raise_on_error`
-        false, an op Redis refused has its error as its reply."""
+        false, an op Redis refused has its error as its reply. With `replication`, the
+        writes are waited for (WAIT, in the same round trip on one server; on a Cluster,
+        at each master written to), and NotReplicated raised when too few replicas have
+        them in time."""
         pipe: Any = self.client.pipeline(transaction=False)
         for op in ops:
             sha = _SCRIPTS[op.script][1]
             pipe.execute_command("EVALSHA", sha, len(op.keys), *op.keys, *op.args)
+        single = not isinstance(self.client, RedisCluster)
+        if replication is not None and single:
+            pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
         replies = pipe.execute(raise_on_error=False)
+        acked = replies.pop() if replication is not None and single else None
         missing = [i for i, r in enumerate(replies[: len(ops)]) if isinstance(r, NoScriptError)]
         if missing:
             # A NOSCRIPT reply means that script did not run at all: run just those again.
@@ -87,10 +119,38 @@ class Scripts:
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
+        if replication is not None:
+            if acked is None:
+                acked = self._wait_on_masters(ops, replication)
+            if isinstance(acked, Exception):
+                raise acked
+            if int(acked) < replication.replicas:
+                raise NotReplicated(int(acked), replication, list(replies))
         return list(replies)
 
+    def _wait_on_masters(self, ops: Sequence[Op], replication: Replication) -> int:
+        """WAIT at every Cluster master that `ops` wrote to; the fewest replicas any of
+        them confirmed."""
+        cluster: Any = self.client
+        nodes = {}
+        for op in ops:
+            node = cluster.get_node_from_key(op.keys[0])
+            nodes[node.name] = node
+        acked = [
+            int(cluster.execute_command(
+                "WAIT", replication.replicas, replication.timeout_ms, target_nodes=node
+            ))
+            for node in nodes.values()
+        ]
+        return min(acked, default=replication.replicas)
+
     def load(self) -> None:
-        """Load every script into Redis's script cache (one round trip)."""
+        """Load every script into Redis's script cache (one round trip; on a Cluster, into
+        every master's)."""
+        if isinstance(self.client, RedisCluster):  # SCRIPT LOAD goes to every primary
+            for source, _sha in _SCRIPTS.values():
+                self.client.script_load(source)
+            return
         pipe: Any = self.client.pipeline(transaction=False)
         for source, _sha in _SCRIPTS.values():
             pipe.execute_command("SCRIPT", "LOAD", source)

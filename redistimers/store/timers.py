@@ -10,10 +10,11 @@ import attrs
 import redis
 
 from .. import defaults
+from ..connect import RedisClient
 from .batch import Batch, claim_result
 from .inspection import StoredTimer, StoreInspection
 from .keys import Keys, TopicKeys
-from .scripts import Op, Scripts, chunks, text
+from .scripts import NotReplicated, Op, Replication, Scripts, chunks, text
 
 
 class ScheduleEntry(NamedTuple):
@@ -45,13 +46,17 @@ class Written:
 class TimerStore:
     """Timers of one namespace in one Redis: schedule, claim, settle, inspect."""
 
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
+    def __init__(
+        self, client: RedisClient, namespace: str, replication: Replication | None = None
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        #: Replicas every write waits for (None: none, as Redis does by default).
+        self.replication = replication
         self._keys = Keys(namespace)
         self._scripts = Scripts(client)
         #: Inspection and repair queries (counts, pages, moves, purges, dead letters).
-        self.inspection = StoreInspection(client, self._keys, self._scripts)
+        self.inspection = StoreInspection(client, self._keys, self._scripts, replication)
         #: Redis's clock minus this machine's, in ms, as of the last claim.
         self.clock_offset_ms = 0.0
 
@@ -81,7 +86,8 @@ class TimerStore:
 
         Every chunk is encoded before the first is sent, and each is written whole or not
         at all (one script call). The first round trip that fails ends the write: it
-        raises WriteFailed, saying which timers were written.
+        raises WriteFailed, saying which timers were written (with replication: those
+        that too few replicas confirmed are unconfirmed, their cause NotReplicated).
         """
         calls = [
             call
@@ -92,13 +98,18 @@ class TimerStore:
         new_topics: set[str] = set()
         ids: list[str] = []
         step = defaults.SCHEDULE_CALLS_PER_ROUND_TRIP
+        short: NotReplicated | None = None
         for start in range(0, len(calls), step):
             group = calls[start : start + step]
             try:
-                replies = self.run([op for op, _ids in group], raise_on_error=False)
+                replies = self.run(
+                    [op for op, _ids in group], raise_on_error=False, replicated=True
+                )
             except redis.RedisError as exc:  # no answer: the group may or may not be written
                 sent = [i for _op, group_ids in group for i in group_ids]
                 raise WriteFailed(exc, ids, _ids_of(calls[start + step :]), sent) from exc
+            except NotReplicated as exc:  # written, but maybe not for good: no more groups
+                short, replies = exc, exc.replies
             refused: Exception | None = None
             unwritten: list[str] = []
             for (op, op_ids), reply in zip(group, replies, strict=True):
@@ -118,6 +129,15 @@ class TimerStore:
             if refused is not None:
                 unwritten += _ids_of(calls[start + step :])
                 raise WriteFailed(refused, ids, unwritten, []) from refused
+            if short is not None:
+                unconfirmed = [i for _op, group_ids in group for i in group_ids]
+                failed = WriteFailed(
+                    short, ids[: len(ids) - len(unconfirmed)], _ids_of(calls[start + step :]),
+                    unconfirmed,
+                )
+                break
+        else:
+            failed = None
         if new_topics:
             # Only when a topic had no pending timer: a set of topics written on every call
             # would cost each set_timer a command, and on a cluster a second node.
@@ -125,6 +145,8 @@ class TimerStore:
                 self.client.sadd(self._keys.topics, *sorted(new_topics))
             except redis.RedisError as exc:
                 raise WriteFailed(exc, ids, [], []) from exc
+        if failed is not None:
+            raise failed from failed.cause
         return written
 
     def _schedule_ops(
@@ -151,7 +173,7 @@ class TimerStore:
         """Remove a timer; True if it existed."""
         k = self.keys(topic)
         ops = [Op("cancel", topic, "cancel", (k.due, k.body, k.lease, k.attempts), (timer_id,))]
-        return bool(self.run(ops)[0])
+        return bool(self.run(ops, replicated=True)[0])
 
     def inspect(self, topic: str, timer_id: str) -> StoredTimer | None:
         """A stored timer and the server's now, read by one script (it works in a full
@@ -175,8 +197,13 @@ class TimerStore:
         return int(seconds) * 1000 + int(micros) / 1000
 
     def execute(self, batch: Batch) -> list[Any]:
-        """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle."""
-        replies = self.run(batch.ops)
+        """Run a batch in one round trip: a ClaimResult per claim, stale ids per settle.
+        With replication, a batch that settles deliveries waits for the replicas; too few
+        in time is told by `batch.unreplicated`, not raised (the results count)."""
+        try:
+            replies = self.run(batch.ops, replicated=batch.settles)
+        except NotReplicated as exc:
+            batch.unreplicated, replies = exc, exc.replies
         results: list[Any] = []
         received_ms = time.time() * 1000
         for op, reply in zip(batch.ops, replies, strict=True):
@@ -191,9 +218,12 @@ class TimerStore:
                 results.append([text(x) for x in reply])
         return results
 
-    def run(self, ops: Sequence[Op], raise_on_error: bool = True) -> list[Any]:
-        """EVALSHA every op in one pipeline (see `Scripts.run`)."""
-        return self._scripts.run(ops, raise_on_error)
+    def run(
+        self, ops: Sequence[Op], raise_on_error: bool = True, replicated: bool = False
+    ) -> list[Any]:
+        """EVALSHA every op in one pipeline (see `Scripts.run`); `replicated` writes wait
+        for this store's replicas."""
+        return self._scripts.run(ops, raise_on_error, self.replication if replicated else None)
 
     def load_scripts(self) -> None:
         """Load every script into Redis's script cache (one round trip)."""
