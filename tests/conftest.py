@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from redistimers import Router, TimerScheduler
-from redistimers.testing import RedisServer
+from redistimers.testing import RedisClusterNodes, RedisSentinelGroup, RedisServer
 
 from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory, ServerFactory
 
@@ -99,3 +100,80 @@ def release() -> Iterator[threading.Event]:
     event = threading.Event()
     yield event
     event.set()
+
+
+# -- Redis Cluster and Sentinel: started only for the tests that ask for them ---------------
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster for the session (3 masters, 3 replicas). Do not kill its nodes: a
+    test that does takes `fresh_cluster_nodes`."""
+    cluster = RedisClusterNodes()
+    cluster.start()
+    yield cluster
+    cluster.close()
+
+
+def _flushed_cluster(cluster: RedisClusterNodes) -> RedisClusterNodes:
+    down = [node.port for node in cluster.nodes if not node.running]
+    if down:
+        pytest.fail(f"nodes {down} of the session's cluster were stopped: use fresh_cluster_nodes")
+    cluster.flushall()
+    return cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterNodes) -> str:
+    """The session cluster's ``redis+cluster://`` URL, every master flushed."""
+    return _flushed_cluster(redis_cluster).url
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: RedisClusterNodes) -> Iterator[RedisCluster]:
+    """A redis-py RedisCluster of the session cluster, every master flushed."""
+    client = _flushed_cluster(redis_cluster).client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fresh_cluster_nodes() -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of this test alone (started; closed at teardown), to kill nodes of."""
+    cluster = RedisClusterNodes()
+    cluster.start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelGroup]:
+    """A primary, its replica and 3 sentinels for the session. Do not kill its servers: a
+    test that does takes `fresh_sentinel_group`."""
+    group = RedisSentinelGroup()
+    group.start()
+    yield group
+    group.close()
+
+
+@pytest.fixture
+def sentinel_url(redis_sentinel: RedisSentinelGroup) -> str:
+    """The session group's ``redis+sentinel://`` URL, its primary flushed."""
+    servers = [redis_sentinel.primary, redis_sentinel.replica, *redis_sentinel.sentinels]
+    down = [server.port for server in servers if not server.running]
+    if down:
+        pytest.fail(
+            f"servers {down} of the session's sentinel group were stopped: "
+            "use fresh_sentinel_group"
+        )
+    redis_sentinel.flushall()
+    return redis_sentinel.url
+
+
+@pytest.fixture
+def fresh_sentinel_group() -> Iterator[RedisSentinelGroup]:
+    """A sentinel group of this test alone (started; closed at teardown), to kill servers of."""
+    group = RedisSentinelGroup()
+    group.start()
+    yield group
+    group.close()
