@@ -83,6 +83,11 @@ def client_from_url(url: str, **options: Any) -> RedisClient:
     return client
 
 
+def is_single_server(url: str) -> bool:
+    """True for redis-py's own one-server URLs (``redis://``, ``rediss://``, ``unix://``)."""
+    return _scheme_of(url) in _SINGLE_SCHEMES
+
+
 def check_url(url: str) -> None:
     """Refuse a URL that no client could be made of (ConfigurationError), at once."""
     scheme = _scheme_of(url)

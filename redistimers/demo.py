@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 
 import attrs
-import redis
 
+from .connect import RedisClient
 from .models import Delivery
 from .retry import RetryPolicy
 from .router import Router
@@ -72,7 +72,7 @@ class DemoRun:
         self.record(delivery, f"charge {invoice.invoice_id}: {invoice.amount_cents / 100:.2f} EUR")
 
 
-def run_demo(client: redis.Redis, out: Callable[[str], None] = print) -> bool:
+def run_demo(client: RedisClient, out: Callable[[str], None] = print) -> bool:
     """Run the demo on `client`'s Redis in a namespace of its own; True if all went to plan."""
     namespace = f"redistimers-demo-{new_timer_id()[:8]}"
     demo = DemoRun(out)

@@ -178,8 +178,8 @@ def test_missing_url_is_a_configuration_error_at_init_app() -> None:
         ("REDISTIMERS_MAX_POLL_INTERVAL", 0, "REDISTIMERS_MAX_POLL_INTERVAL must be > 0"),
         ("REDISTIMERS_RUN_IN_WEB", "maybe", "REDISTIMERS_RUN_IN_WEB must be a bool"),
         ("REDISTIMERS_REDIS_OPTIONS", "ssl=1", "REDISTIMERS_REDIS_OPTIONS must be a dict"),
-        ("REDISTIMERS_URL", "http://localhost:6379", r"REDISTIMERS_URL 'http://localhost:6379' "
-         r"is not a Redis URL.*redis://"),
+        ("REDISTIMERS_URL", "http://localhost:6379", r"REDISTIMERS_URL: invalid Redis URL "
+         r"'http://localhost:6379'.*redis://.*redis\+sentinel://.*redis\+cluster://"),
         ("REDISTIMERS_URL", "redis://:s3cret@localhost:63x9/0", r"'redis://:\*\*\*@localhost:63x9/0'"
          r" is not a Redis URL.*Port"),
         ("REDISTIMERS_URL", "redis://localhost?socket_timeout=soon", "socket_timeout"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from ..connect import RedisClient, client_from_url
 from ..errors import RedisUnavailableError
 from ..failures import describe_location, redacted_url
 from ..router import Router
@@ -23,11 +24,11 @@ from .output import CliError
 
 
 @contextlib.contextmanager
-def redis_for(url: str | None, out: Callable[[str], None]) -> Iterator[redis.Redis]:
+def redis_for(url: str | None, out: Callable[[str], None]) -> Iterator[RedisClient]:
     """A client of `url`, or of a throwaway redis-server when there is none (the one
     `find_redis_server` picks), stopped when done. `out` is told which one it started."""
     if url:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        client = client_from_url(url, socket_connect_timeout=5)
         try:
             client.ping()
         except redis.exceptions.ConnectionError as exc:

@@ -11,6 +11,7 @@ import attrs
 import redis
 
 from .. import defaults
+from ..connect import check_url, is_single_server
 from ..errors import ConfigurationError, InvalidTimerError
 from ..failures import redacted_url
 from ..retry import RetryPolicy
@@ -89,6 +90,14 @@ def _check_client(url: str, options: Mapping[str, Any]) -> None:
     """Build, without connecting, the connection redis-py would open for `url` and
     `options`, so that a malformed URL or an unknown keyword is refused at ``init_app``,
     not at the first call (redis-py only builds connections then)."""
+    try:
+        single = is_single_server(url)
+        if not single:  # a Sentinel's or a Cluster's URL: read here, its nodes at first use
+            check_url(url)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"REDISTIMERS_URL: {exc}") from None
+    if not single:
+        return
     try:
         client = redis.Redis.from_url(url, **options)
     except ValueError as exc:  # scheme, port, or a query-string option

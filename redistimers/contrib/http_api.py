@@ -42,6 +42,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import get_sockaddr, select_address_family
 
 from .. import defaults
+from ..connect import client_from_url
 from ..errors import ConfigurationError, InvalidTimerError, RedisFullError
 from ..scheduler import TimerScheduler
 from ..validation import check_namespace
@@ -290,13 +291,13 @@ def _scheduler_from_environment() -> TimerScheduler:
     except InvalidTimerError as exc:
         raise ConfigurationError(f"${ENV_NAMESPACE}: {exc}") from None
     try:
-        client = redis.Redis.from_url(
+        client = client_from_url(
             url,
             socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
             # One quick retry replaces a pooled connection that died with a Redis restart.
             retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
         )
-    except ValueError as exc:  # the URL is not shown: it may hold a password
+    except ConfigurationError as exc:  # its message shows the URL without its password
         raise ConfigurationError(f"${ENV_REDIS_URL} is not a Redis URL: {exc}") from None
     return TimerScheduler(client, namespace=namespace)
 
