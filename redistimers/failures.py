@@ -106,7 +106,7 @@ def describe_location(client: object) -> str:
     if isinstance(client, RedisCluster):
         nodes = sorted({f"{node.host}:{node.port}" for node in client.get_primaries()})  # type: ignore[no-untyped-call]
         shown = ",".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
-        return f"Redis Cluster {shown}"
+        return f"{shown} (a Redis Cluster)"
     pool = getattr(client, "connection_pool", None)
     service = getattr(pool, "service_name", None)
     if isinstance(service, str):
@@ -117,7 +117,7 @@ def describe_location(client: object) -> str:
                 _connection_kwargs(sentinel) for sentinel in getattr(manager, "sentinels", [])
             )
         ]
-        return f"the primary of Sentinel service {service!r} (sentinels {','.join(sentinels)})"
+        return f"{service!r} (the primary named by the sentinels {','.join(sentinels)})"
     kwargs = _connection_kwargs(client)
     if kwargs.get("path"):
         return f"unix socket {kwargs['path']}"

@@ -73,7 +73,7 @@ def test_a_sentinel_url_makes_a_client_of_the_primary_that_follows_the_sentinels
     client.set("probe", "1")
     assert redis_sentinel.primary.client().get("probe") == b"1"
     scheduler = TimerScheduler.from_url(sentinel_url)
-    assert "Sentinel service 'mymaster'" in repr(scheduler)
+    assert "'mymaster' (the primary named by the sentinels" in repr(scheduler)
     scheduler.set_timer("invoices", 1, activate_in=60, timer_id="via-sentinel")
     assert scheduler.get_timer("invoices", "via-sentinel") is not None
 
@@ -85,7 +85,7 @@ def test_a_cluster_url_makes_a_cluster_client(
     assert isinstance(client, RedisCluster)
     assert len(client.get_primaries()) == 3  # type: ignore[no-untyped-call]
     scheduler = TimerScheduler.from_url(cluster_url)
-    assert "Redis Cluster" in repr(scheduler)
+    assert "(a Redis Cluster)" in repr(scheduler)
     scheduler.set_timer("invoices", 1, activate_in=60, timer_id="via-cluster")
     assert scheduler.get_timer("invoices", "via-cluster") is not None
 

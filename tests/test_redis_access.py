@@ -23,7 +23,7 @@ from redistimers import (
     TimerScheduler,
     TimerSpec,
 )
-from redistimers.testing import RedisServer
+from redistimers.testing import RedisClusterNodes, RedisServer
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -197,3 +197,38 @@ def test_the_readme_acl_rule_grants_no_key_outside_the_namespace(
         client.get("someone-elses-key")
     with pytest.raises(redis.exceptions.NoPermissionError):
         client.flushall()
+
+
+def readme_cluster_additions() -> list[str]:
+    """What the README adds to the rule for min_replicas and a Redis Cluster."""
+    match = re.search(r"ACL SETUSER timers (\+cluster.+?)\n", README.read_text())
+    assert match, "the README gives no ACL additions for a Redis Cluster"
+    return match.group(1).split()
+
+
+def test_a_cluster_user_with_exactly_the_readme_rules_can_do_everything(
+    redis_cluster: RedisClusterNodes, cluster_url: str
+) -> None:
+    rule = [">s3cret" if part.startswith(">") else part for part in readme_acl_rule()]
+    for node in redis_cluster.nodes:
+        node.client().execute_command(
+            "ACL", "SETUSER", "timers", "reset", *rule, *readme_cluster_additions()
+        )
+    url = cluster_url.replace("redis+cluster://", "redis+cluster://timers:s3cret@")
+    topics = ("invoices", "reminders", "reports")
+    assert len({redis_cluster.master_of(topic).port for topic in topics}) > 1
+    delivered: list[str] = []
+    router = Router()
+    for topic in topics:
+        router.handler(topic)(lambda payload: delivered.append(payload))
+    scheduler = TimerScheduler.from_url(url, routers=[router], min_replicas=1)
+    scheduler.set_timers([TimerSpec(t, t, activate_in=0) for t in topics for _ in range(5)])
+    scheduler.set_timer("invoices", "later", activate_in=60, timer_id="later")
+    with scheduler:
+        wait_for(lambda: len(delivered) == 15, 15)
+        assert scheduler.healthy
+    assert scheduler.metrics().redis_errors == 0
+    assert scheduler.topics() == ["invoices"]
+    assert scheduler.stats("invoices").pending == 1
+    assert scheduler.reschedule("invoices", "later", activate_in=120)
+    assert scheduler.cancel_timer("invoices", "later")
