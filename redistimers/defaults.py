@@ -52,6 +52,11 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 #: hears of a lost replica before its request times out.
 REPLICA_TIMEOUT = 1.0
 
+#: On a Redis Cluster, how long a script whose slot is being moved to another master is
+#: tried again before its error is raised, in seconds: moving a topic's few keys takes
+#: milliseconds, but a resharding tool may pause between them.
+SLOT_MOVE_PATIENCE = 5.0
+
 #: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
 SHUTDOWN_TIMEOUT = 10.0
 

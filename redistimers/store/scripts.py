@@ -3,15 +3,19 @@ Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import attrs
+import redis
+import tenacity
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from .. import defaults
 from ..connect import RedisClient
 
 SCRIPT_NAMES = (
@@ -80,6 +84,20 @@ class NotReplicated(Exception):
         self.replies = replies
 
 
+#: What a Cluster answers a script whose slot is moving: it did not run, and will once
+#: the keys have moved (redis-py follows single ASK and MOVED redirections itself).
+_SLOT_MOVING = (
+    redis.exceptions.TryAgainError,
+    redis.exceptions.AskError,
+    redis.exceptions.MovedError,
+    redis.exceptions.ClusterError,  # "TTL exhausted": redirected more often than it follows
+)
+
+
+class _StillMoving(Exception):
+    """Some ops still met a moving slot."""
+
+
 class Scripts:
     """Runs the scripts on one Redis client."""
 
@@ -115,6 +133,8 @@ class Scripts:
                 retry.execute_command("EVAL", source, len(op.keys), *op.keys, *op.args)
             for i, reply in zip(missing, retry.execute(raise_on_error=False), strict=True):
                 replies[i] = reply
+        if not single:
+            self._while_slots_move(ops, replies)
         if raise_on_error:
             for reply in replies:
                 if isinstance(reply, Exception):
@@ -127,6 +147,37 @@ class Scripts:
             if int(acked) < replication.replicas:
                 raise NotReplicated(int(acked), replication, list(replies))
         return list(replies)
+
+    def _while_slots_move(self, ops: Sequence[Op], replies: list[Any]) -> None:
+        """Run again the ops a Cluster answered with "its keys are moving" (TRYAGAIN, or
+        redirections past redis-py's limit, while a slot migrates key by key), until they
+        run or SLOT_MOVE_PATIENCE passes: such a script did not run, and the move takes
+        milliseconds."""
+        def moving() -> list[int]:
+            return [i for i, reply in enumerate(replies) if isinstance(reply, _SLOT_MOVING)]
+
+        def again() -> None:
+            pending = moving()
+            pipe: Any = self.client.pipeline(transaction=False)
+            for i in pending:
+                op = ops[i]
+                pipe.execute_command(
+                    "EVALSHA", _SCRIPTS[op.script][1], len(op.keys), *op.keys, *op.args
+                )
+            for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+            if moving():
+                raise _StillMoving
+
+        if not moving():
+            return
+        with contextlib.suppress(_StillMoving):  # then the replies keep their errors
+            tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(_StillMoving),
+                wait=tenacity.wait_exponential(multiplier=0.005, max=0.2),
+                stop=tenacity.stop_after_delay(defaults.SLOT_MOVE_PATIENCE),
+                reraise=True,
+            )(again)
 
     def _wait_on_masters(self, ops: Sequence[Op], replication: Replication) -> int:
         """WAIT at every Cluster master that `ops` wrote to; the fewest replicas any of
