@@ -127,6 +127,8 @@ class Poller:
         self._settling: dict[tuple[str, str], ClaimedTimer] = {}  # outcomes of this turn
         self._next_renewal = math.inf
         self._completed: deque[tuple[ClaimedTimer, Outcome]] = deque()
+        #: Outcomes of a turn whose round trip failed: sent with the next one.
+        self._unsent: list[tuple[ClaimedTimer, Outcome]] = []
         self._woken: deque[str | None] = deque()
         self._wake = threading.Event()
         self._sleeping = False  # the poller waits on _wake (see _sleep)
@@ -252,14 +254,16 @@ class Poller:
         """Settle outcomes that arrive after the poller exited (a handler outlived stop),
         and count them as the poller would have."""
         with self._late_lock:  # handler threads may finish late together
+            unsent, self._unsent = self._unsent, []
             outcomes = self._take_completed()
-            if not outcomes:
+            if not outcomes and not unsent:
                 return
             for timer, outcome in outcomes:
                 key = (timer.topic, timer.timer_id, timer.token)
                 if self._running.pop(key, None) is not None:
                     self._topics[timer.topic].in_flight -= 1
                     self._metrics.outcome(outcome.kind)
+            outcomes = unsent + outcomes
             batch = self._store.batch()
             settle(batch, outcomes)
             try:
@@ -349,7 +353,7 @@ class Poller:
                 if idle and run.done.issuperset(self._topics):
                     return run.ran
         except BaseException:
-            if self._completed:  # settle what ran before the error, if Redis lets us
+            if self._completed or self._unsent:  # settle what ran, if Redis lets us
                 self._exited.set()
                 self._settle_late()
             raise
@@ -374,6 +378,10 @@ class Poller:
                 self._metrics.outcome(outcome.kind)
             if alone:
                 alone.pop(key, None)
+        # Outcomes of a turn that failed are sent again (their scripts are fenced by
+        # tokens: one that did run answers "stale" the second time, and changes nothing).
+        unsent, self._unsent = self._unsent, []
+        outcomes = unsent + outcomes
         settle(batch, outcomes)
         self._settling = {(timer.topic, timer.timer_id): timer for timer, _ in outcomes}
         self._add_renewals(batch, now)
@@ -383,12 +391,16 @@ class Poller:
             if not self._isolating(now):
                 self._add_claims(batch, now)
         if batch:
-            results = self._send(batch)
+            try:
+                results = self._send(batch)
+            except BaseException:
+                self._unsent = outcomes
+                raise
             if results is not None:
                 self._apply(batch, results)
             elif self._abort.is_set():
                 return False
-        return not (stopping and not self._running and not self._completed)
+        return not (stopping and not self._running and not self._completed and not self._unsent)
 
     def _take_wakeups(self) -> None:
         """Topics woken since the last turn are claimed at the next claim."""
