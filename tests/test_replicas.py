@@ -149,7 +149,7 @@ def test_set_timers_that_no_replica_confirms_raise_with_every_id_unconfirmed(
     with pytest.raises(RedisReplicationError) as caught:
         unreplicated.set_timers(specs)
     error = caught.value
-    assert sorted(error.unconfirmed_ids) == sorted(spec.timer_id for spec in specs)
+    assert sorted(error.unconfirmed_ids) == sorted(f"{spec.topic}-{spec.payload}" for spec in specs)
     assert (error.written_ids, error.unwritten_ids) == ((), ())
     message = str(error)
     assert STAYS in message
