@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -64,9 +64,16 @@ class MetricsCounter:
     def add(self, name: str, count: int = 1) -> None:
         self.counts[name] += count
 
-    def snapshot(self, redis_errors: int, redis_full: int, in_flight: Mapping[str, int]) -> Metrics:
+    def snapshot(
+        self, redis_errors: int, redis_full: int, in_flight: Mapping[str, int],
+        others: Sequence[MetricsCounter] = (),
+    ) -> Metrics:
+        """The counts, with those of `others` (the counters of other pollers) added."""
+        counts = Counter(self.counts)
+        for other in others:
+            counts.update(other.counts)
         return Metrics(
-            **{name: self.counts[name] for name in _NAMES},
+            **{name: counts[name] for name in _NAMES},
             redis_errors=redis_errors,
             redis_full=redis_full,
             in_flight=dict(in_flight),

@@ -175,10 +175,7 @@ class Poller:
         """
         began = time.monotonic()
         deadline = began + max(0.0, timeout)
-        self._stopping.set()
-        self._wake.set()
-        if self._listener is not None:
-            self._listener.signal_stop()  # no more claims, so no more use for wake-ups
+        self.request_stop()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._abort.set()
@@ -198,6 +195,18 @@ class Poller:
         if self._pool is not None:
             self._pool.shutdown(wait=drained, timeout=1.0)
         return drained
+
+    def request_stop(self) -> None:
+        """Stop claiming; `stop` waits for the rest."""
+        self._stopping.set()
+        self._wake.set()
+        if self._listener is not None:
+            self._listener.signal_stop()  # no more claims, so no more use for wake-ups
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this poller delivers."""
+        return list(self._topics)
 
     def stop_now(self) -> None:
         """Stop without waiting for running handlers (their leases expire if they never end)."""

@@ -20,6 +20,7 @@ from .admin import TimerAdmin
 from .codec import encode_envelope
 from .connect import RedisClient, client_from_url
 from .delivery import Hooks
+from .engines import Engine, Engines
 from .errors import (
     ConfigurationError,
     InvalidTimerError,
@@ -134,8 +135,11 @@ class TimerScheduler:
         self._tracker = OutageTracker(self._where, describe_user(client))
         self._admin = TimerAdmin(self._store, self._specs, self._tracker, self._wake_locally)
         self._lock = threading.Lock()
-        self._poller: Poller | None = None
-        self._draining: Poller | None = None  # a poller that stop() waits for
+        self._poller: Engines | None = None
+        self._draining: Engines | None = None  # pollers that stop() waits for
+        #: Trackers and counts of a Cluster's per-master pollers, of every start so far.
+        self._engine_trackers: list[OutageTracker] = []
+        self._engine_metrics: list[MetricsCounter] = []
         self._lost_to_fork = False
         forking.track(self._store, self._forget_after_fork)
 
@@ -472,8 +476,10 @@ class TimerScheduler:
         now per topic."""
         poller = self._poller or self._draining
         in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
+        trackers = [self._tracker, *self._engine_trackers]
         return self._metrics.snapshot(
-            self._tracker.errors, self._tracker.full_count, in_flight
+            sum(t.errors for t in trackers), sum(t.full_count for t in trackers), in_flight,
+            self._engine_metrics,
         )
 
     # -- running handlers -----------------------------------------------------------------
@@ -500,7 +506,8 @@ class TimerScheduler:
         poller = self._poller
         if poller is not None and not poller.alive:
             return False
-        return self._tracker.healthy
+        engines = poller.engines if poller is not None else []
+        return self._tracker.healthy and all(engine.tracker.healthy for engine in engines)
 
     def start(self) -> None:
         """Start delivering in background threads; returns at once.
@@ -513,15 +520,7 @@ class TimerScheduler:
             if self._poller is not None:
                 raise SchedulerStateError("scheduler is already running")
             self._tracker.refused = None
-            self._poller = Poller(
-                self._store,
-                self._specs,
-                self._tracker,
-                default_retry=self._default_retry,
-                max_poll_interval=self._max_poll_interval,
-                hooks=self._hooks,
-                metrics=self._metrics,
-            )
+            self._poller = self._engines()
             self._lost_to_fork = False
             self._poller.start()
         if not self._specs:
@@ -565,7 +564,7 @@ class TimerScheduler:
         """
         stop_requested = threading.Event()
         timeout = [shutdown_timeout]
-        started: list[Poller | None] = [None]
+        started: list[Engines | None] = [None]
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
@@ -597,8 +596,9 @@ class TimerScheduler:
             self.stop(timeout[0])
             for handled, handler in previous.items():
                 signal.signal(handled, handler)
-        if self._tracker.refused is not None:
-            raise self._tracker.refused
+        refused = self._refused()
+        if refused is not None:
+            raise refused
 
     def run_pending(self) -> int:
         """Deliver every timer due now, one at a time in this thread; return how many ran.
@@ -609,19 +609,51 @@ class TimerScheduler:
         """
         if self._poller is not None:
             raise SchedulerStateError("run_pending() cannot be used while the scheduler runs")
-        engine = Poller(
+        return self._poller_of(self._specs, self._tracker, self._metrics, inline=True).run_pending()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _engines(self) -> Engines:
+        """A poller for the topics; on a Cluster, one per master holding some of them (as
+        the Cluster is laid out now), each with its own tracker and counts."""
+        by_master: dict[str, dict[str, HandlerSpec]] = {}
+        for topic, spec in self._specs.items():
+            by_master.setdefault(self._store.master_of(topic), {})[topic] = spec
+        if len(by_master) <= 1:
+            return Engines([Engine(self._poller_of(self._specs, self._tracker, self._metrics),
+                                   self._tracker, self._metrics)])
+        engines = []
+        for master, specs in sorted(by_master.items()):
+            tracker = OutageTracker(
+                f"{master or 'an unknown master'} (a master of {self._where})", self._tracker.who
+            )
+            counts = MetricsCounter()
+            self._engine_trackers.append(tracker)
+            self._engine_metrics.append(counts)
+            engines.append(Engine(self._poller_of(specs, tracker, counts), tracker, counts))
+        return Engines(engines)
+
+    def _poller_of(
+        self, specs: dict[str, HandlerSpec], tracker: OutageTracker, counts: MetricsCounter,
+        inline: bool = False,
+    ) -> Poller:
+        return Poller(
             self._store,
-            self._specs,
-            self._tracker,
+            specs,
+            tracker,
             default_retry=self._default_retry,
             max_poll_interval=self._max_poll_interval,
             hooks=self._hooks,
-            metrics=self._metrics,
-            inline=True,
+            metrics=counts,
+            inline=inline,
         )
-        return engine.run_pending()
 
-    # -- helpers --------------------------------------------------------------------------
+    def _refused(self) -> Exception | None:
+        """Why Redis refused this scheduler's worker, if it did."""
+        for tracker in [self._tracker, *self._engine_trackers]:
+            if tracker.refused is not None:
+                return tracker.refused
+        return None
 
     def _forget_after_fork(self) -> None:
         """In a forked child: the parent's threads do not exist here, and locks they held

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import attrs
 import redis
+from redis.cluster import RedisCluster
 
 from .. import defaults
 from ..connect import RedisClient
@@ -71,6 +72,17 @@ class TimerStore:
     def wake_channel(self, topic: str) -> str:
         """The pub/sub channel where writes say `topic` has a new earliest timer."""
         return self._keys.topic(topic).wake
+
+    def master_of(self, topic: str) -> str:
+        """The Cluster master that holds `topic`'s keys now, as host:port ("" on one
+        server, or when the Cluster client does not know yet)."""
+        if not isinstance(self.client, RedisCluster):
+            return ""
+        try:
+            node = self.client.get_node_from_key(self._keys.topic(topic).due)  # type: ignore[no-untyped-call]
+        except redis.RedisError:
+            return ""
+        return f"{node.host}:{node.port}" if node is not None else ""
 
     def batch(self, claimer: str | None = None) -> Batch:
         """A batch of operations; its claims are `claimer`'s (a new id when None)."""
