@@ -8,11 +8,23 @@ redis-server, into a markdown table, raw JSON and a PNG of the lateness CDFs.
     python -m benchmarks --peers huey,rq --workloads drain,idle-lateness
     python -m benchmarks --peers none --redis-url redis://localhost:6379/0
     python -m benchmarks --quick --workloads drain --profile /tmp/drain-profiles
+    python -m benchmarks --redis cluster          # redistimers on a 3-master Cluster
+    python -m benchmarks --redis sentinel         # ... on a Sentinel-managed primary
 
 Install the peers first with ``python -m benchmarks.peers install``; a peer that is not
 installed shows why in its column. Progress goes to stderr, the table to stdout, the files
 to ``--out`` (default ``benchmarks/results/``): ``full.*`` for a full run of everything,
 ``quick.*`` and ``partial.*`` (git-ignored) otherwise.
+
+``--redis cluster`` starts a Redis Cluster of 3 masters with a replica each, ``--redis
+sentinel`` a primary with one replica and 3 sentinels (or give either's URL with
+--redis-url: redis+cluster://..., redis+sentinel://...). Only redistimers runs there (a
+peer asked for says why not in its cells), on the workloads schedule, drain, drain-4 and
+memory; the spread workloads' topics are chosen so every master holds as many, Redis's
+counters are summed over the masters, and the ``.replicas`` figures repeat scheduling and
+the drain with ``min_replicas=1``. Their files are ``cluster.*`` and ``sentinel.*`` (all
+those workloads), ``quick-cluster.*``, ``partial-sentinel.*`` and so on otherwise; a
+``--topics N`` run adds ``-Ntopics``.
 
 The run FLUSHALLs its Redis before every case: never point --redis-url at a server whose
 data you want to keep.
@@ -38,6 +50,7 @@ from . import (
     peers,
     procs,
     report,
+    topology,
     workloads_capacity,
     workloads_drain,
     workloads_scale,
@@ -106,8 +119,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
              f"aliases: {', '.join(f'{k}={v}' for k, v in figures.ALIASES.items())}; "
              "'faults' alone runs the fault-injection suite (python -m benchmarks.faults)",
     )
+    parser.add_argument(
+        "--redis", choices=topology.KINDS,
+        help="what Redis to start: one redis-server (default), a Cluster of 3 masters "
+             "with a replica each, or a primary with a replica and 3 sentinels; the last "
+             "two run redistimers alone on schedule, drain, drain-4 and memory",
+    )
     parser.add_argument("--redis-url", metavar="URL",
-                        help="use this Redis (it is FLUSHed!) instead of starting one")
+                        help="use this Redis (it is FLUSHed!) instead of starting one; "
+                             "redis+cluster:// and redis+sentinel:// URLs too")
+    parser.add_argument(
+        "--topics", metavar="N", type=int,
+        help="spread the schedule, drain and drain-4 timers over N topics (default: 1; "
+             "on a Cluster 2 per master, chosen so each master holds as many)",
+    )
     parser.add_argument("--out", metavar="DIR", type=Path,
                         help=f"where the files go (default: {RESULTS})")
     parser.add_argument(
@@ -118,8 +143,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
 
+    if args.redis_url:
+        from_url = topology.kind_of_url(args.redis_url)
+        if args.redis is not None and args.redis != from_url:
+            parser.error(f"--redis {args.redis} but --redis-url is a {from_url}'s URL")
+        args.redis = from_url
+    args.redis = args.redis or "server"
+    single = args.redis == "server"
+    if args.topics is not None and args.topics < 1:
+        parser.error("--topics takes a number >= 1")
+
     if args.peers is None:
-        args.peers = "none" if args.quick else "all"
+        args.peers = "none" if args.quick or not single else "all"
     chosen = _names(args.peers)
     if chosen == ["all"]:
         args.peer_names = list(peers.PEER_NAMES)
@@ -132,8 +167,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          f"the peers are {', '.join(peers.PEER_NAMES)}")
         args.peer_names = [name for name in peers.PEER_NAMES if name in chosen]
 
+    allowed = WORKLOADS if single else [w for w in WORKLOADS
+                                        if w in topology.TOPOLOGY_WORKLOADS]
     if args.workloads is None or _names(args.workloads) == ["all"]:
-        args.workload_names = list(WORKLOADS)
+        args.workload_names = list(allowed)
     else:
         wanted = set()
         for name in _names(args.workloads):
@@ -141,17 +178,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             if name not in WORKLOADS:
                 parser.error(f"unknown workload {name!r}; the workloads are "
                              f"{', '.join(WORKLOADS)}")
+            if name not in allowed:
+                parser.error(f"{name} runs on one redis-server only; with --redis "
+                             f"{args.redis} the workloads are {', '.join(allowed)}")
             wanted.add(name)
         args.workload_names = [name for name in WORKLOADS if name in wanted]
     return args
 
 
 def stem_of(args: argparse.Namespace) -> str:
-    """quick, full (everything, every peer: the committed result) or partial."""
-    if args.quick:
-        return "quick"
-    every = args.peer_names == list(peers.PEER_NAMES) and args.workload_names == WORKLOADS
-    return "full" if every else "partial"
+    """quick, full (everything, every peer: the committed result) or partial; on a
+    Cluster or Sentinel, cluster or sentinel (every workload that runs there), else
+    quick-cluster, partial-sentinel, ...; with --topics N, -Ntopics after it."""
+    kind = getattr(args, "redis", "server")
+    if kind == "server":
+        every = (args.peer_names == list(peers.PEER_NAMES)
+                 and args.workload_names == WORKLOADS)
+    else:
+        every = args.workload_names == [w for w in WORKLOADS
+                                        if w in topology.TOPOLOGY_WORKLOADS]
+    stem = "quick" if args.quick else "full" if every else "partial"
+    if kind != "server":
+        stem = kind if stem == "full" else f"{stem}-{kind}"
+    if getattr(args, "topics", None) is not None:
+        stem += f"-{args.topics}topics"
+    return stem
 
 
 # -- running -----------------------------------------------------------------------------
@@ -189,10 +240,13 @@ def run_case(s: Session, subject: Subject, workload: str, log: Log) -> tuple[Res
     return result, seconds
 
 
-def prepare(name: str, log: Log) -> Subject:
-    """The library with its `info`, or why it cannot run."""
+def prepare(name: str, log: Log, refused: str | None = None) -> Subject:
+    """The library with its `info`, or why it cannot run (`refused`: why it does not run
+    here at all)."""
     subject = Subject(peers.library(name))
-    if subject.lib.unavailable:
+    if refused and name != peers.OURS:
+        subject.unavailable = refused
+    elif subject.lib.unavailable:
         subject.unavailable = subject.lib.unavailable
     else:
         try:
@@ -262,25 +316,75 @@ def budget_of(sizes: Sizes, names: Sequence[str], run_left: float) -> float:
     return min(own[0], max(sizes.min_budget, share))
 
 
-def start_server(log: Log) -> tuple[object, str, str]:
-    """A redis-server of our own, without a memory limit (the scale case needs GBs)."""
-    from redistimers.testing import RedisServer
-
-    server = RedisServer(config={"maxmemory": "0", "maxmemory-policy": "noeviction"})
-    url = server.start()
-    log(f"redis-server {server.executable} at {url}")
-    return server, url, f"started by the harness: {server.executable}"
-
-
 def check_server(s: Session, log: Log) -> None:
     """Warn about settings of a given server that would spoil the figures."""
     try:
-        config = s.probe.client.config_get("maxmemory")
+        config = s.probe.config_get("maxmemory")
     except Exception:  # a managed Redis may refuse CONFIG
         return
     if int(config.get("maxmemory", 0) or 0):
         log(f"warning: this Redis has maxmemory {config['maxmemory']}: the scale case "
             "may run out of memory")
+
+
+def idle_cpu(s: Session, seconds: float) -> dict[str, float]:
+    """Redis CPU per second of wall time (ms/s) with nothing of ours running, by master:
+    the background (cron, cluster bus, sentinels, replication pings) every CPU figure
+    includes."""
+    s.reset()
+    before = s.probe.snapshot()
+    time.sleep(seconds)
+    delta = s.probe.snapshot().since(before)
+    return {name: round(cpu * 1000 / seconds, 3) for name, cpu in delta.cpu_by_master.items()}
+
+
+def redis_notes(topo: topology.Topology, s: Session, meta: dict[str, object],
+                hidden: Sequence[str]) -> list[str]:
+    """What the report says about the Redis it measured."""
+    notes = []
+    masters = ", ".join(s.probe.masters)
+    if topo.kind == "cluster":
+        notes.append(
+            f"**{topo.what}** ({topo.where}). Masters: {masters}, each with at least "
+            f"{s.replicas} replica. Only redistimers runs here. The Redis figures (CPU, "
+            "commands, round trips, memory) are every master's INFO, summed; each "
+            "master's CPU is in the JSON (`redis_cpu_s_by_master`). Replicating to the "
+            "replicas is part of the masters' CPU."
+        )
+    elif topo.kind == "sentinel":
+        notes.append(
+            f"**{topo.what}** ({topo.where}). Primary: {masters}, with {s.replicas} "
+            "replica. Only redistimers runs here. The Redis figures are the primary's "
+            "INFO; replicating to the replica is part of its CPU, and the sentinels' "
+            "PINGs and INFOs are part of the background below."
+        )
+    if s.topic_masters and (topo.kind == "cluster" or s.topic_count is not None):
+        by_master: dict[str, list[str]] = {}
+        for topic, master in s.topic_masters.items():
+            by_master.setdefault(master, []).append(topic)
+        held = "; ".join(f"{master}: {', '.join(topics)}"
+                         for master, topics in sorted(by_master.items()))
+        notes.append(f"Topics of the schedule, drain and drain-4 workloads, by master: "
+                     f"{held}. One worker handles every topic of its drain.")
+    background = meta.get("idle_redis_cpu_ms_per_s")
+    if isinstance(background, dict) and background:
+        notes.append(
+            "Background Redis CPU with nothing running (included in every CPU figure), "
+            "ms per second: " + ", ".join(f"{k} {v:g}" for k, v in background.items())
+        )
+    if s.replicas:
+        notes.append(
+            "**.replicas** rows: redistimers again with `TimerScheduler(min_replicas=1, "
+            "replica_timeout=1.0)`: every write (set_timer, set_timers' chunks, the "
+            "worker's settling of fired timers) waits for a replica's WAIT acknowledgement "
+            "(on a Cluster, a WAIT at each master written to, after the writes)."
+        )
+    if hidden:
+        notes.append(
+            f"Not measured: {', '.join(hidden)} (min_replicas=1): one redis-server has no "
+            "replicas; run `--redis cluster` or `--redis sentinel`."
+        )
+    return notes
 
 
 def faults_argv(argv: Sequence[str] | None) -> list[str] | None:
@@ -308,18 +412,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out or RESULTS
     stem = stem_of(args)
     names = [peers.OURS, *args.peer_names]
-    log(f"{'quick' if args.quick else 'full'} run: {', '.join(names)}; "
+    log(f"{'quick' if args.quick else 'full'} run on {args.redis}: {', '.join(names)}; "
         f"workloads: {', '.join(args.workload_names)}")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
         os.environ[PROFILE_ENV] = str(args.profile.resolve())  # the workers inherit it
         log(f"profiling redistimers' workers into {args.profile}: slower figures")
 
-    server = None
     if args.redis_url:
-        url, where = args.redis_url, "given by --redis-url"
+        topo = topology.given(args.redis_url)
     else:
-        server, url, where = start_server(log)
+        topo = topology.start(args.redis)
+        log(f"{topo.what} at {topo.url}")
+    refused = (None if topo.kind == "server"
+               else topology.PEERS_REFUSED.format(what=topo.what))
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc)
     interrupted = False
@@ -327,15 +433,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells: dict[str, dict[str, Cell]] = {}
     raw: dict[str, dict[str, object]] = {}
     redis_info: dict[str, str] = {}
+    extra: dict[str, object] = {}
+    notes: list[str] = []
+    replicas = 0
     failed: BaseException | None = None
     with tempfile.TemporaryDirectory(prefix="redistimers-bench-") as folder:
-        s = Session(url, sizes, Path(folder), log=log)
+        s = None
         try:
+            s = Session(topo.url, sizes, Path(folder), log=log, topics=args.topics)
+            replicas = s.replicas
             check_server(s, log)
             redis_info = s.probe.server_info()
+            extra["idle_redis_cpu_ms_per_s"] = idle_cpu(s, 2 * sizes.settle + 1)
             run_deadline = time.monotonic() + sizes.run_budget
             for index, name in enumerate(names):
-                subject = prepare(name, log)
+                subject = prepare(name, log, refused)
                 subjects.append(subject)
                 cells[name], raw[name] = {}, {}
                 budget = budget_of(sizes, names[index:], run_deadline - time.monotonic())
@@ -348,10 +460,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed = exc
             log(f"the run failed:\n{traceback.format_exc()}")
         finally:
-            s.close()
-            if server is not None:
-                server.close()  # type: ignore[attr-defined]
+            if s is not None:
+                extra["topics"] = dict(s.topic_masters)
+                extra["masters"] = list(s.probe.masters)
+                s.close()
+            topo.close()
 
+    hidden = [f.key for f in FIGURES
+              if f.workload in args.workload_names and f.replicas and not replicas]
+    if s is not None:
+        notes = redis_notes(topo, s, extra, hidden)
     duration = time.monotonic() - started
     command = "python -m benchmarks" + (" " + shlex.join(argv if argv is not None
                                                           else sys.argv[1:])).rstrip()
@@ -367,11 +485,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory_gib": machine.memory_gib(),
         "python": platform.python_version(),
         "redis_version": redis_info.get("redis_version", "?"),
-        "redis_where": where,
+        "redis_where": topo.where,
+        "redis": topo.kind,
+        "replicas": replicas,
+        **extra,
         "workloads": args.workload_names,
     }
-    shown = [f for f in FIGURES if f.workload in args.workload_names]
-    result = report.Report(meta, sizes, subjects, shown, cells, raw)
+    shown = [f for f in FIGURES if f.workload in args.workload_names and f.key not in hidden]
+    result = report.Report(meta, sizes, subjects, shown, cells, raw, notes)
     paths = report.write(result, out, stem)
     print(result.table())
     print()

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import redis
+from redis.sentinel import SentinelManagedConnection
 
 #: The environment variable naming the folder the adapter's workers write profiles to.
 PROFILE_ENV = "BENCHMARKS_PROFILE_DIR"
@@ -77,9 +78,29 @@ class CountingUnixConnection(_CountingMixin, redis.UnixDomainSocketConnection):
     pass
 
 
-def counting_client(url: str) -> redis.Redis:
-    """A client of `url` whose connections count their round trips in ROUND_TRIPS."""
+class CountingSentinelConnection(_CountingMixin, SentinelManagedConnection):
+    pass
+
+
+def counting_client(url: str) -> Any:
+    """A client of `url` whose connections count their round trips in ROUND_TRIPS: a
+    redis-py URL's, or, for redis+cluster:// and redis+sentinel:// URLs, the client
+    redistimers.connect would make (a Cluster's: every node's connections count; a
+    Sentinel group's: the primary's, not the sentinels')."""
     scheme = urlparse(url).scheme
+    if scheme in ("redis+cluster", "redis+sentinel"):
+        from redistimers.connect import client_from_url, parse_url
+
+        if scheme == "redis+sentinel":
+            return client_from_url(url, connection_class=CountingSentinelConnection)
+        # RedisCluster hands connection_class to its nodes' pools only when it is made
+        # from a URL (one node's: it discovers the others).
+        from redis.cluster import RedisCluster
+
+        parsed = parse_url(url)
+        host, port = parsed.hosts[0]
+        return RedisCluster(url=f"redis://{host}:{port}", username=parsed.username,
+                            password=parsed.password, connection_class=CountingConnection)
     connection_class: type[redis.connection.AbstractConnection] = {
         "unix": CountingUnixConnection,
         "rediss": CountingSSLConnection,

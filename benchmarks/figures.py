@@ -51,6 +51,9 @@ class Figure:
     #: Which way is better, for the ratio column; None: no ratio (counts, minimums).
     better: Better = None
     digits: int = 0
+    #: Measured with min_replicas=1 (redistimers only): shown only where the masters
+    #: have replicas (a Cluster, Sentinel), not on one redis-server.
+    replicas: bool = False
 
 
 def _lateness(prefix: str, workload: str, what: str) -> list[Figure]:
@@ -80,6 +83,14 @@ FIGURES: list[Figure] = [
     Figure("schedule.one", "schedule", "schedule from 1 thread, timers/s", "higher"),
     Figure("schedule.threads", "schedule", "schedule from 8 threads, timers/s", "higher"),
     Figure("schedule.bulk", "schedule", "schedule with the bulk API, timers/s", "higher"),
+    Figure("schedule.redis_cpu", "schedule", "Redis CPU per timer scheduled from 1 thread, µs",
+           "lower", 1),
+    Figure("schedule.bulk_redis_cpu", "schedule",
+           "Redis CPU per timer scheduled with the bulk API, µs", "lower", 1),
+    Figure("schedule.one.replicas", "schedule",
+           "schedule from 1 thread, min_replicas=1, timers/s", "higher", replicas=True),
+    Figure("schedule.bulk.replicas", "schedule",
+           "schedule with the bulk API, min_replicas=1, timers/s", "higher", replicas=True),
     Figure("drain.rate", "drain", "drain: {drain:,} due, 1 worker, timers/s", "higher"),
     Figure("drain.default_rate", "drain", "drain with default settings, timers/s", "higher"),
     Figure("drain.round_trips", "drain",
@@ -88,6 +99,10 @@ FIGURES: list[Figure] = [
            "round trips per timer in drain (counted by the client)", "lower", 3),
     Figure("drain.commands", "drain", "Redis commands per timer in drain", "lower", 2),
     Figure("drain.redis_cpu", "drain", "Redis CPU per timer in drain, µs", "lower", 1),
+    Figure("drain.rate.replicas", "drain", "drain, min_replicas=1, timers/s", "higher",
+           replicas=True),
+    Figure("drain.redis_cpu.replicas", "drain",
+           "Redis CPU per timer in drain, min_replicas=1, µs", "lower", 1, replicas=True),
     Figure("drain4.rate", "drain-4", "drain-4: {drain:,} due, 4 workers, timers/s", "higher"),
     Figure("drain4.duplicates", "drain-4", "drain-4: fired more than once"),
     Figure("drain4.missed", "drain-4", "drain-4: missed"),

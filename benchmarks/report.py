@@ -19,8 +19,9 @@ METHOD = """\
 ## How it measures
 
 - Every library runs through its adapter (`benchmarks/adapters/`, PROTOCOL.md) in its own
-  interpreter, on one redis-server for the whole run, with FLUSHALL and CONFIG RESETSTAT
-  before each case. Workers are separate processes; handlers do nothing but record
+  interpreter, on one Redis for the whole run (one redis-server, unless the section above
+  says a Cluster or Sentinel), with FLUSHALL and CONFIG RESETSTAT before each case.
+  Workers are separate processes; handlers do nothing but record
   `[id, topic, time.time()]`. Each library's cases run minutes apart from the others'.
 - **drain**: the timers are scheduled already due, then one worker starts; timers/s from
   the first fire to the last. Redis figures are INFO deltas from just before the worker
@@ -59,7 +60,9 @@ METHOD = """\
   last due time. Each peer has {library_budget:g} s for all its workloads (ours
   {ours_budget:g} s), less when the run's {run_budget:g} s would not last: a workload that
   would start later is skipped and says so.
-- **schedule**: one `schedule` command of {schedule:,} timers into an empty Redis.
+- **schedule**: one `schedule` command of {schedule:,} timers into an empty Redis (due in
+  an hour). Its Redis CPU is the INFO delta from before the command started to after it
+  ended (the adapter's start-up and connections included).
 - The ratio column divides redistimers' value by the best peer's: above 1 is better for
   ↑ figures, below 1 for ↓ ones (↓ figures compare sizes: a timer fired 5 ms early is as
   far off as one 5 ms late). A cell without a number says why.
@@ -74,6 +77,8 @@ class Report:
     figures: list[Figure]
     cells: dict[str, dict[str, Cell]]
     raw: dict[str, dict[str, Any]]
+    #: Paragraphs about the Redis measured (a Cluster's masters, topics, background).
+    notes: list[str] = attrs.Factory(list)
 
     def label(self, figure: Figure) -> str:
         arrow = {"higher": " ↑", "lower": " ↓"}.get(figure.better or "", "")
@@ -144,8 +149,10 @@ class Report:
             f"({meta['redis_where']}).\n"
         )
         method = METHOD.format(**attrs.asdict(self.sizes))
-        return (f"{head}\n{self.table()}\n\n{self.libraries()}\n\n{self.times()}\n\n"
-                f"{method}")
+        redis = ("## Redis\n\n" + "\n".join(f"- {note}" for note in self.notes) + "\n\n"
+                 if self.notes else "")
+        return (f"{head}\n{self.table()}\n\n{redis}{self.libraries()}\n\n{self.times()}"
+                f"\n\n{method}")
 
     def times(self) -> str:
         """How long each library's workloads took: where the run's time went."""
@@ -226,11 +233,14 @@ def plot(report: Report, path: Path) -> None:
 
 
 def write(report: Report, folder: Path, stem: str) -> Sequence[Path]:
-    """Write <stem>.md, <stem>.json and <stem>-lateness.png into `folder`."""
+    """Write <stem>.md, <stem>.json and, if a lateness workload ran, <stem>-lateness.png
+    into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     md, js, png = (folder / f"{stem}.md", folder / f"{stem}.json",
                    folder / f"{stem}-lateness.png")
     md.write_text(report.markdown())
     js.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    if not {"idle-lateness", "busy-lateness"} & set(report.meta.get("workloads", ())):
+        return md, js
     plot(report, png)
     return md, js, png

@@ -29,6 +29,12 @@ CONCURRENCY_KEYS = ("concurrency", "max_concurrent", "workers", "max_workers", "
 ASSUMED_RATE = 2_000.0
 #: Seconds per timer to write a plan (us) and read it (the adapter): about 2 + 1.5 us.
 PLAN_S_PER_TIMER = 4e-6
+#: The environment variable that makes redistimers' adapter wait for this many replicas
+#: on every write (TimerScheduler(min_replicas=...), replica_timeout 1 s): the
+#: ``.replicas`` figures. The adapter reads the same name.
+MIN_REPLICAS_ENV = "BENCH_REDISTIMERS_MIN_REPLICAS"
+#: Topics per master of the spread workloads on a Cluster, unless --topics says otherwise.
+TOPICS_PER_MASTER = 2
 
 Timer = tuple[str, str, int]  # id, topic, due ms
 
@@ -158,7 +164,8 @@ class Subject:
 class Session:
     """One run: its Redis, its sizes, a folder for plans and out files, its workers."""
 
-    def __init__(self, url: str, sizes: Sizes, folder: Path, log: Any = print) -> None:
+    def __init__(self, url: str, sizes: Sizes, folder: Path, log: Any = print,
+                 topics: int | None = None) -> None:
         self.url = url
         self.sizes = sizes
         self.folder = folder
@@ -168,10 +175,51 @@ class Session:
         self._workers: list[Worker] = []
         #: When the current library's time budget ends (monotonic), if it has one.
         self.deadline: float | None = None
+        #: Topics of the schedule, drain and drain-4 workloads (None: one on one server,
+        #: TOPICS_PER_MASTER per master on a Cluster).
+        self.topic_count = topics
+        #: Every topic `topics` gave, with the master that holds it.
+        self.topic_masters: dict[str, str] = {}
+        #: The fewest replicas a master has: the .replicas figures need one.
+        self.replicas = self.probe.replicas()
 
     def time_left(self) -> float:
         """Seconds left of the current library's budget (inf without one)."""
         return math.inf if self.deadline is None else self.deadline - time.monotonic()
+
+    # -- topics and variants ---------------------------------------------------------------
+
+    def topics(self, prefix: str) -> list[str]:
+        """The topics a spread workload uses: `prefix` alone on one server (unless
+        --topics), else `prefix`-0, -1, ... chosen on a Cluster so that the masters hold
+        as many each (in turn: the first len(masters) topics are on distinct masters)."""
+        masters = list(self.probe.masters)
+        count = self.topic_count or (TOPICS_PER_MASTER * len(masters) if self.probe.cluster
+                                     else 1)
+        if count == 1 and not self.probe.cluster:
+            chosen = [prefix]
+        elif not self.probe.cluster:
+            chosen = [f"{prefix}-{i}" for i in range(count)]
+        else:
+            per_master = -(-count // len(masters))
+            held: dict[str, list[str]] = {name: [] for name in masters}
+            for i in itertools.count():
+                if all(len(topics) >= per_master for topics in held.values()):
+                    break
+                topic = f"{prefix}-{i}"
+                # Every key of a topic is redistimers:{topic}:...: one slot, one master.
+                topics = held[self.probe.master_of(f"redistimers:{{{topic}}}:due")]
+                if len(topics) < per_master:
+                    topics.append(topic)
+            chosen = [held[name][j] for j in range(per_master) for name in masters][:count]
+        for topic in chosen:
+            self.topic_masters[topic] = self.probe.master_of(f"redistimers:{{{topic}}}:due")
+        return chosen
+
+    def with_replicas(self, subject: Subject) -> Subject:
+        """The same library, its adapter waiting for one replica on every write."""
+        lib = attrs.evolve(subject.lib, env=(*subject.lib.env, (MIN_REPLICAS_ENV, "1")))
+        return attrs.evolve(subject, lib=lib, overheads=list(subject.overheads))
 
     # -- plans and scheduling -------------------------------------------------------------
 

@@ -1,49 +1,100 @@
-"""Workloads about capacity and cost at rest: schedule rates, Redis memory per pending
-timer, worker memory per pending timer, and the load of an idle worker."""
+"""Workloads about capacity and cost at rest: schedule rates (and the Redis CPU they cost,
+and with min_replicas=1 where there are replicas), Redis memory per pending timer, worker
+memory per pending timer, and the load of an idle worker."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 
 from . import procs
 from .figures import Cell, Result
+from .peers import OURS
 from .procs import CaseError, Unable
+from .redisinfo import Delta
 from .session import Session, Subject, Timer, now_ms
 
 HOUR_MS = 3_600_000
 
 
-def _pending(prefix: str, topic: str, n: int, uuids: bool = False) -> list[Timer]:
-    """n timers due about an hour from now (1 ms apart)."""
+def _pending(prefix: str, topics: str | Sequence[str], n: int,
+             uuids: bool = False) -> list[Timer]:
+    """n timers due about an hour from now (1 ms apart), over the topics in turn."""
+    names = [topics] if isinstance(topics, str) else list(topics)
     due = now_ms() + HOUR_MS
-    return [(str(uuid.uuid4()) if uuids else f"{prefix}{i}", topic, due + i) for i in range(n)]
+    return [(str(uuid.uuid4()) if uuids else f"{prefix}{i}", names[i % len(names)], due + i)
+            for i in range(n)]
+
+
+#: Each way to schedule: its figure, threads, bulk, and the figure of its Redis CPU.
+WAYS = (("one", 1, False, "schedule.redis_cpu"), ("threads", 8, False, None),
+        ("bulk", 1, True, "schedule.bulk_redis_cpu"))
+REPLICA_KEYS = ["schedule.one.replicas", "schedule.bulk.replicas"]
+NO_REPLICAS = "no replicas here: one redis-server (run --redis cluster or sentinel)"
+OURS_ONLY = "redistimers only"
+
+
+def _schedule_once(s: Session, subject: Subject, n: int, topics: Sequence[str], threads: int,
+                   bulk: bool) -> tuple[float, Delta, float]:
+    """Schedule n timers into an empty Redis: timers/s, and what Redis did from the
+    command's start to its end (start-up and connections included)."""
+    s.reset()
+    before = s.probe.snapshot()
+    scheduled = s.schedule(subject, _pending("s", topics, n), threads=threads, bulk=bulk)
+    delta = s.probe.snapshot().since(before)
+    if scheduled.n != n:
+        raise CaseError(f"scheduled {scheduled.n:,} of {n:,}")
+    return scheduled.rate, delta, scheduled.seconds
+
+
+def _raw(n: int, seconds: float, delta: Delta) -> dict[str, object]:
+    return {"n": n, "seconds": seconds, "redis_cpu_s": delta.cpu_s,
+            "redis_cpu_s_by_master": delta.cpu_by_master, "commands": delta.commands,
+            "reads": delta.reads,
+            "commands_per_timer": {name: round(count / n, 4) for name, count in
+                                   sorted(delta.calls.items(), key=lambda kv: -kv[1])[:8]}}
 
 
 def schedule(s: Session, subject: Subject, result: Result) -> None:
-    """Timers/s of one thread, 8 threads and the bulk API, each into an empty Redis."""
+    """Timers/s of one thread, 8 threads and the bulk API, each into an empty Redis, with
+    the Redis CPU they cost; then, for redistimers where there are replicas, one thread
+    and the bulk API again with min_replicas=1."""
     n = s.sizes.schedule
+    topics = s.topics("schedule")
     fastest = 0.0
-    for key, threads, bulk in (("one", 1, False), ("threads", 8, False), ("bulk", 1, True)):
-        s.reset()
+    for key, threads, bulk, cpu_key in WAYS:
         try:
-            scheduled = s.schedule(subject, _pending("s", "schedule", n), threads=threads,
-                                   bulk=bulk)
-        except Unable as exc:
-            result.cells[f"schedule.{key}"] = Cell(None, "no bulk API" if bulk else str(exc))
-            continue
+            rate, delta, seconds = _schedule_once(s, subject, n, topics, threads, bulk)
         except CaseError as exc:
-            result.cells[f"schedule.{key}"] = Cell(None, str(exc))
+            text = "no bulk API" if bulk and isinstance(exc, Unable) else str(exc)
+            result.fail([f"schedule.{key}", *([cpu_key] if cpu_key else [])], text)
             continue
-        if scheduled.n != n:
-            result.cells[f"schedule.{key}"] = Cell(None, f"scheduled {scheduled.n:,} of {n:,}")
-            continue
-        result.cells[f"schedule.{key}"] = Cell(scheduled.rate)
-        result.raw[key] = {"n": scheduled.n, "seconds": scheduled.seconds}
+        result.cells[f"schedule.{key}"] = Cell(rate)
+        if cpu_key:
+            result.cells[cpu_key] = Cell(delta.cpu_s * 1e6 / n)
+        result.raw[key] = _raw(n, seconds, delta)
         if threads > 1 or bulk:
-            fastest = max(fastest, scheduled.rate)
+            fastest = max(fastest, rate)
     if fastest:
         subject.fast_rate = fastest
+    if subject.name != OURS:
+        result.fail(REPLICA_KEYS, OURS_ONLY)
+        return
+    if not s.replicas:
+        result.fail(REPLICA_KEYS, NO_REPLICAS)
+        return
+    variant = s.with_replicas(subject)
+    for key, threads, bulk, _ in WAYS:
+        if threads > 1:
+            continue
+        try:
+            rate, delta, seconds = _schedule_once(s, variant, n, topics, threads, bulk)
+        except CaseError as exc:
+            result.cells[f"schedule.{key}.replicas"] = Cell(None, str(exc))
+            continue
+        result.cells[f"schedule.{key}.replicas"] = Cell(rate)
+        result.raw[f"{key}.replicas"] = _raw(n, seconds, delta)
 
 
 def memory(s: Session, subject: Subject, result: Result) -> None:

@@ -1,5 +1,9 @@
 """Workloads that fire a backlog: drain (one worker, tuned and default settings, with what
-it costs Redis), drain-4 (four worker processes) and two workers (duplicates and gaps)."""
+it costs Redis, and with min_replicas=1 where there are replicas), drain-4 (four worker
+processes) and two workers (duplicates and gaps).
+
+The drains use Session.topics("drain"): the one topic "drain" on one server, topics spread
+over the masters on a Cluster (one worker handles them all)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import attrs
 
 from . import stats
 from .figures import Cell, Result
+from .peers import OURS
 from .procs import CaseError
 from .redisinfo import Delta
 from .session import Session, Subject, TimedOut, Timer, now_ms, timed_out
@@ -39,10 +44,11 @@ def _backlog(s: Session, subject: Subject, profile: str) -> Drained:
     n = s.sizes.drain
     limit = s.drain_limit(subject, n)
     due = now_ms()
-    timers: list[Timer] = [(f"d{i}", TOPIC, due) for i in range(n)]
+    topics = s.topics(TOPIC)
+    timers: list[Timer] = [(f"d{i}", topics[i % len(topics)], due) for i in range(n)]
     s.schedule_fast(subject, timers)
     before = s.probe.snapshot()
-    (worker,) = s.start_workers(subject, 1, [TOPIC], profile=profile)
+    (worker,) = s.start_workers(subject, 1, topics, profile=profile)
     count = s.wait_fired([worker], n, limit, since=worker.started)
     if count < n:
         raise timed_out(limit, count, n)
@@ -63,6 +69,20 @@ def _backlog(s: Session, subject: Subject, profile: str) -> Drained:
 
 TUNED_KEYS = ["drain.rate", "drain.round_trips", "drain.client_round_trips",
               "drain.commands", "drain.redis_cpu"]
+REPLICA_KEYS = ["drain.rate.replicas", "drain.redis_cpu.replicas"]
+NO_REPLICAS = "no replicas here: one redis-server (run --redis cluster or sentinel)"
+
+
+def _raw(drained: Drained, n: int) -> dict[str, object]:
+    delta = drained.delta
+    return {
+        "rate": drained.rate, "reads": delta.reads, "commands": delta.commands,
+        "redis_cpu_s": delta.cpu_s, "redis_cpu_s_by_master": delta.cpu_by_master,
+        "commands_per_timer": _top(delta, n),
+        "client_round_trips": drained.client_round_trips,
+        "first_fire_s_after_worker_start": drained.first_fire_s,
+        "duplicates": drained.duplicates,
+    }
 
 
 def drain(s: Session, subject: Subject, result: Result) -> None:
@@ -88,13 +108,8 @@ def drain(s: Session, subject: Subject, result: Result) -> None:
             if tuned.client_round_trips is not None
             else Cell(None, "not counted by this adapter")
         )
-        result.raw["tuned"] = {
-            "rate": tuned.rate, "reads": delta.reads, "commands": delta.commands,
-            "redis_cpu_s": delta.cpu_s, "commands_per_timer": _top(delta, n),
-            "client_round_trips": tuned.client_round_trips,
-            "first_fire_s_after_worker_start": tuned.first_fire_s,
-            "duplicates": tuned.duplicates,
-        }
+        result.raw["tuned"] = _raw(tuned, n)
+    result.raw["topics"] = {topic: s.topic_masters.get(topic) for topic in s.topics(TOPIC)}
     s.cleanup()
     try:
         default = _backlog(s, subject, "default")
@@ -104,6 +119,20 @@ def drain(s: Session, subject: Subject, result: Result) -> None:
         result.cells["drain.default_rate"] = Cell(default.rate)
         result.raw["default"] = {"rate": default.rate, "duplicates": default.duplicates,
                                  "first_fire_s_after_worker_start": default.first_fire_s}
+    s.cleanup()
+    if subject.name != OURS:
+        result.fail(REPLICA_KEYS, "redistimers only")
+    elif not s.replicas:
+        result.fail(REPLICA_KEYS, NO_REPLICAS)
+    else:
+        try:
+            replicated = _backlog(s, s.with_replicas(subject), "tuned")
+        except CaseError as exc:
+            result.fail(REPLICA_KEYS, str(exc))
+        else:
+            result.cells["drain.rate.replicas"] = Cell(replicated.rate)
+            result.cells["drain.redis_cpu.replicas"] = Cell(replicated.delta.cpu_s * 1e6 / n)
+            result.raw["replicas"] = _raw(replicated, n)
 
 
 def _gated(s: Session, subject: Subject, count: int, tag: str) -> tuple[stats.Fired, Result]:
@@ -113,10 +142,11 @@ def _gated(s: Session, subject: Subject, count: int, tag: str) -> tuple[stats.Fi
     s.reset()
     n = s.sizes.drain
     limit = s.drain_limit(subject, n, count)
-    workers = s.start_workers(subject, count, [TOPIC], tag=tag)
+    topics = s.topics(TOPIC)
+    workers = s.start_workers(subject, count, topics, tag=tag)
     s.wait_ready(workers)
     due = now_ms() + int(s.lead(subject, n) * 1000)
-    timers: list[Timer] = [(f"g{i}", TOPIC, due) for i in range(n)]
+    timers: list[Timer] = [(f"g{i}", topics[i % len(topics)], due) for i in range(n)]
     scheduled = s.schedule_fast(subject, timers)
     out = Result()
     if scheduled.done_ms > due:

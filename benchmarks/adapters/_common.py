@@ -97,12 +97,14 @@ def in_threads(timers: list[Timer], threads: int, one: Callable[[Timer], None]) 
 class Recorder:
     """Records handler calls; publishes progress to Redis; writes the records on stop."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, client: Any = None) -> None:
+        """`client`: where progress goes, when redis-py cannot read the URL itself (a
+        redis+cluster:// or redis+sentinel:// one: redistimers' adapter makes it)."""
         self.name = args.name
         self.out = args.out
         self.records: list[list[Any]] = []
         self.lock = threading.Lock()
-        self.client = redis.Redis.from_url(args.redis_url)
+        self.client = client if client is not None else redis.Redis.from_url(args.redis_url)
         self.stopping = threading.Event()
         # Held open for the worker's life (closed in finish), so no `with` block.
         self.log = (

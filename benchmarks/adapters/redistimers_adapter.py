@@ -10,6 +10,12 @@ benchmarks/counting.py: one per command or pipeline sent, pub/sub included) and 
 total to the out file as ``client_round_trips``, over the worker's whole life. With
 BENCHMARKS_PROFILE_DIR set (``python -m benchmarks --profile DIR``), the worker also
 profiles its threads into that folder (see benchmarks/counting.py).
+
+Besides redis-py's URLs it takes ``redis+cluster://`` and ``redis+sentinel://`` ones (the
+library's own, ``TimerScheduler.from_url``): ``python -m benchmarks --redis cluster`` and
+``--redis sentinel`` run only this adapter. With BENCH_REDISTIMERS_MIN_REPLICAS=k in its
+environment (the harness's ``.replicas`` figures), every scheduler it makes waits for k
+replicas on every write (``min_replicas=k, replica_timeout=1.0``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from benchmarks.counting import (  # noqa: E402
     counting_client,
 )
 from redistimers import Delivery, Router, TimerScheduler, TimerSpec, defaults  # noqa: E402
+from redistimers.connect import client_from_url, is_single_server  # noqa: E402
 
 #: max_concurrent of the tuned profile. With a no-op handler the poller thread is the
 #: bottleneck, and one poller turn (one pipelined round trip) claims at most the topic's
@@ -49,6 +56,9 @@ TUNED_MAX_CONCURRENT = 100
 TUNED_LEASE_TTL = 5.0
 #: Timers per set_timers call in --bulk, so a plan of millions is not held twice in memory.
 BULK_CALL = 50_000
+#: Replicas every write waits for, when set (benchmarks.session.MIN_REPLICAS_ENV).
+MIN_REPLICAS_ENV = "BENCH_REDISTIMERS_MIN_REPLICAS"
+REPLICA_TIMEOUT = 1.0
 
 TUNED: dict[str, Any] = {
     "max_concurrent": TUNED_MAX_CONCURRENT,  # per topic; --concurrency overrides it
@@ -73,9 +83,15 @@ def due_at(due_ms: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(due_ms / 1000, tz=dt.timezone.utc)
 
 
+def replication() -> dict[str, Any]:
+    """TimerScheduler's min_replicas and replica_timeout, when the environment asks."""
+    replicas = int(os.environ.get(MIN_REPLICAS_ENV) or 0)
+    return {"min_replicas": replicas, "replica_timeout": REPLICA_TIMEOUT} if replicas else {}
+
+
 def schedule(args: Any) -> None:
     timers, payload = _common.load_plan(args.plan)
-    scheduler = TimerScheduler.from_url(args.redis_url)
+    scheduler = TimerScheduler.from_url(args.redis_url, **replication())
 
     def one(timer: _common.Timer) -> None:
         timer_id, topic, due = timer
@@ -97,7 +113,8 @@ def schedule(args: Any) -> None:
 
 
 def worker(args: Any) -> None:
-    recorder = _common.Recorder(args)
+    progress = None if is_single_server(args.redis_url) else client_from_url(args.redis_url)
+    recorder = _common.Recorder(args, client=progress)
 
     def fire(payload: Any, delivery: Delivery) -> None:
         recorder.record(delivery.timer_id, delivery.topic)
@@ -108,7 +125,8 @@ def worker(args: Any) -> None:
             router.handler(topic, max_concurrent=args.concurrency, lease_ttl=TUNED_LEASE_TTL)(fire)
         else:
             router.handler(topic)(fire)
-    scheduler = TimerScheduler(counting_client(args.redis_url), routers=[router])
+    scheduler = TimerScheduler(counting_client(args.redis_url), routers=[router],
+                               **replication())
     stop = _common.on_sigterm(lambda: None)
     profile_dir = os.environ.get(PROFILE_ENV)
     profiles = ThreadProfiles() if profile_dir else None
