@@ -1,6 +1,7 @@
 """The benchmark harness: `python -m benchmarks --quick` completes against the session's
 redis-server and reports a number for every figure of redistimers; the drain alone runs
-too, and --profile writes the workers' thread profiles."""
+too, and --profile writes the workers' thread profiles; on a Redis Cluster it starts, the
+drain spreads its topics over the masters and sums their counters."""
 
 from __future__ import annotations
 
@@ -74,6 +75,45 @@ def test_drain_alone_runs_and_profile_writes_each_workers_thread_profiles(
         assert any(f.file_name.endswith("poller.py") for f in functions)
 
 
+def test_quick_drain_on_a_cluster_spreads_topics_and_sums_the_masters(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--redis", "cluster", "--peers",
+         "none", "--workloads", "drain", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quick-cluster.json",
+                                                         "quick-cluster.md"]
+    report = json.loads((tmp_path / "quick-cluster.json").read_text())
+    assert report["meta"]["redis"] == "cluster"
+    assert report["meta"]["replicas"] >= 1
+    masters = report["meta"]["masters"]
+    assert len(masters) == 3
+
+    keys = [figure["key"] for figure in report["figures"]]
+    assert "drain.rate.replicas" in keys
+    assert "drain.redis_cpu.replicas" in keys
+    ours = report["cells"]["redistimers"]
+    missing = {key: ours.get(key) for key in keys
+               if key not in ours or ours[key]["value"] is None}
+    assert not missing, f"figures without a value: {missing}\n{result.stderr[-3000:]}"
+
+    drain = report["raw"]["redistimers"]["drain"]
+    # Two topics on each master, one worker for all of them.
+    assert sorted(drain["topics"].values()) == sorted(masters * 2)
+    for run in ("tuned", "replicas"):
+        by_master = drain[run]["redis_cpu_s_by_master"]
+        assert sorted(by_master) == sorted(masters)
+        assert all(cpu > 0 for cpu in by_master.values()), by_master
+        assert drain[run]["redis_cpu_s"] == pytest.approx(sum(by_master.values()), abs=1e-3)
+
+    markdown = (tmp_path / "quick-cluster.md").read_text()
+    assert "Redis Cluster" in markdown
+    assert all(master in markdown for master in masters)
+    assert "| drain, min_replicas=1, timers/s ↑ |" in markdown
+
+
 def test_plan_json_is_json() -> None:
     from benchmarks.session import plan_json
 
@@ -100,6 +140,20 @@ def test_arguments() -> None:
     assert some.workload_names == ["drain", "idle-lateness"]
     assert stem_of(some) == "partial"
     assert parse_args(["--peers", "none"]).peer_names == []
+    assert full.redis == "server"
+    cluster = parse_args(["--redis", "cluster"])
+    assert cluster.peer_names == []
+    assert cluster.workload_names == ["schedule", "drain", "drain-4", "memory"]
+    assert stem_of(cluster) == "cluster"
+    assert stem_of(parse_args(["--redis", "sentinel", "--workloads", "drain"])) == (
+        "partial-sentinel")
+    assert stem_of(parse_args(["--redis", "cluster", "--quick"])) == "quick-cluster"
+    assert stem_of(parse_args(["--redis", "cluster", "--topics", "3"])) == "cluster-3topics"
+    assert parse_args(["--redis-url", "redis+sentinel://h:1/m"]).redis == "sentinel"
+    with pytest.raises(SystemExit):  # the lateness cases run on one redis-server only
+        parse_args(["--redis", "cluster", "--workloads", "idle-lateness"])
+    with pytest.raises(SystemExit):
+        parse_args(["--redis", "server", "--redis-url", "redis+cluster://h:1"])
     assert full.profile is None
     assert parse_args(["--profile", "some/dir"]).profile == Path("some/dir")
     with pytest.raises(SystemExit):
