@@ -22,7 +22,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.sentinel import Sentinel
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, RedisUnavailableError
 from .failures import redacted_url
 
 #: A client redistimers works with: one server (or a Sentinel's primary), or a Cluster.
@@ -67,7 +67,13 @@ def client_from_url(url: str, **options: Any) -> RedisClient:
         options.pop("retry", None)  # a Cluster client retries by its own rules (MOVED, ASK)
         nodes = [ClusterNode(host, port) for host, port in parsed.hosts]  # type: ignore[no-untyped-call]
         cluster_options: dict[str, Any] = {**credentials, **options}
-        return RedisCluster(startup_nodes=nodes, **cluster_options)
+        try:
+            return RedisCluster(startup_nodes=nodes, **cluster_options)
+        except redis.exceptions.RedisClusterException as exc:  # it reads the layout now
+            where = ",".join(f"{host}:{port}" for host, port in parsed.hosts)
+            raise RedisUnavailableError(
+                f"cannot reach the Redis Cluster at {where}: {exc}"
+            ) from None
     sentinel_kwargs = options.pop("sentinel_kwargs", None)
     if sentinel_kwargs is None:  # sentinels answer with the same socket settings
         sentinel_kwargs = {

@@ -157,7 +157,9 @@ class TimerScheduler:
         Cluster.
 
         It does not connect yet, as redis-py clients do not: a web app boots while Redis
-        restarts, and a worker waits for it. A malformed URL is a ConfigurationError.
+        restarts, and a worker waits for it. A Cluster client is the exception: it reads
+        the Cluster's layout when made, and raises RedisUnavailableError when no node
+        answers. A malformed URL is a ConfigurationError.
 
         `retry` and `max_poll_interval` go to the scheduler; other keyword arguments go
         to the redis-py client, with a socket timeout of REDIS_SOCKET_TIMEOUT and TCP
@@ -394,7 +396,7 @@ class TimerScheduler:
         return self._admin.payload_type(topic)
 
     def topics(self) -> list[str]:
-        """Every topic a timer was ever scheduled on in this namespace, sorted."""
+        """The topics of this namespace that have pending timers or dead letters now, sorted."""
         return self._admin.topics()
 
     @overload

@@ -243,3 +243,20 @@ def test_the_other_masters_topics_fire_on_time_while_a_master_fails_over(
     assert drained.served_again is None  # the other masters served all along
     late = drained.late()
     assert late == [], drained.explain(late)
+
+
+@pytest.mark.slow
+def test_every_timer_fires_across_the_failover_of_the_first_master_of_the_url(
+    fresh_cluster_nodes: RedisClusterNodes,
+    stopped_at_teardown: list[TimerScheduler],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The master killed is the first node of the URL: redis-py's default node, which its
+    ClusterPipeline would ask for the keys of every EVALSHA (COMMAND GETKEYS)."""
+    cluster = fresh_cluster_nodes
+    victim_topic = TOPICS[0]
+    first = cluster.url.removeprefix("redis+cluster://").split(",")[0]
+    assert first == f"127.0.0.1:{cluster.master_of(victim_topic).port}"
+    drained = _drain_across_a_failover(cluster, victim_topic, stopped_at_teardown, caplog)
+    late = drained.late()
+    assert late == [], drained.explain(late)

@@ -78,7 +78,10 @@ class NotReplicated(Exception):
     they may be lost if the primary fails now. `replies` are the scripts' replies."""
 
     def __init__(self, acked: int, replication: Replication, replies: list[Any]) -> None:
-        super().__init__(f"{acked} of {replication.replicas} replicas confirmed the write")
+        super().__init__(
+            f"{acked} of {replication.replicas} replicas (min_replicas) confirmed the write "
+            f"within {replication.timeout_ms / 1000:g}s (replica_timeout)"
+        )
         self.acked = acked
         self.replication = replication
         self.replies = replies
@@ -113,42 +116,69 @@ class Scripts:
         writes are waited for (WAIT, in the same round trip on one server; on a Cluster,
         at each master written to), and NotReplicated raised when too few replicas have
         them in time."""
-        pipe: Any = self.client.pipeline(transaction=False)
-        for op in ops:
-            sha = _SCRIPTS[op.script][1]
-            pipe.execute_command("EVALSHA", sha, len(op.keys), *op.keys, *op.args)
-        single = not isinstance(self.client, RedisCluster)
-        if replication is not None and single:
-            pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
-        replies = pipe.execute(raise_on_error=False)
-        acked = replies.pop() if replication is not None and single else None
-        missing = [i for i, r in enumerate(replies[: len(ops)]) if isinstance(r, NoScriptError)]
+        acked: list[Any] = []  # what each WAIT answered
+        replies = self._send(ops, "EVALSHA", replication, acked)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:
             # A NOSCRIPT reply means that script did not run at all: run just those again.
             self.load()
-            retry: Any = self.client.pipeline(transaction=False)
-            for i in missing:
-                op = ops[i]
-                source = _SCRIPTS[op.script][0]
-                retry.execute_command("EVAL", source, len(op.keys), *op.keys, *op.args)
-            for i, reply in zip(missing, retry.execute(raise_on_error=False), strict=True):
+            again = self._send([ops[i] for i in missing], "EVAL", replication, acked)
+            for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
-        if not single:
-            self._while_slots_move(ops, replies)
+        if isinstance(self.client, RedisCluster):
+            self._while_slots_move(ops, replies, replication, acked)
         if raise_on_error:
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
         if replication is not None:
-            if acked is None:
-                acked = self._wait_on_masters(ops, replication)
-            if isinstance(acked, Exception):
-                raise acked
-            if int(acked) < replication.replicas:
-                raise NotReplicated(int(acked), replication, list(replies))
-        return list(replies)
+            for reply in acked:
+                if isinstance(reply, Exception):
+                    raise reply
+            fewest = min((int(reply) for reply in acked), default=replication.replicas)
+            if fewest < replication.replicas:
+                raise NotReplicated(fewest, replication, replies)
+        return replies
 
-    def _while_slots_move(self, ops: Sequence[Op], replies: list[Any]) -> None:
+    def _send(
+        self, ops: Sequence[Op], command: str, replication: Replication | None,
+        acked: list[Any],
+    ) -> list[Any]:
+        """One pipeline of script calls (EVALSHA by sha, EVAL by source), with a WAIT after
+        the writes of each server written to (on the connection that wrote them: Redis
+        counts a connection's own writes); the WAITs' answers go to `acked`."""
+        pipe: Any = self.client.pipeline(transaction=False)
+        nodes: dict[str, Any] = {}
+        for op in ops:
+            script = _SCRIPTS[op.script][1 if command == "EVALSHA" else 0]
+            args = (command, script, len(op.keys), *op.keys, *op.args)
+            if isinstance(self.client, RedisCluster):
+                # Naming the master itself: redis-py's pipeline would ask its default node
+                # for the keys of every script call (COMMAND GETKEYS, a round trip each),
+                # and could route nothing once that node died.
+                node = self.client.get_node_from_key(op.keys[0])  # type: ignore[no-untyped-call]
+                nodes[node.name] = node
+                pipe.execute_command(*args, target_nodes=node)
+            else:
+                pipe.execute_command(*args)
+        waits = 0
+        if replication is not None and ops:
+            wait = ("WAIT", replication.replicas, replication.timeout_ms)
+            for node in nodes.values():
+                pipe.execute_command(*wait, target_nodes=node)
+            if not nodes:
+                pipe.execute_command(*wait)
+            waits = max(1, len(nodes))
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        if waits:
+            acked += replies[-waits:]
+            del replies[-waits:]
+        return replies
+
+    def _while_slots_move(
+        self, ops: Sequence[Op], replies: list[Any], replication: Replication | None,
+        acked: list[Any],
+    ) -> None:
         """Run again the ops a Cluster answered with "its keys are moving" (TRYAGAIN, or
         redirections past redis-py's limit, while a slot migrates key by key), until they
         run or SLOT_MOVE_PATIENCE passes: such a script did not run, and the move takes
@@ -158,13 +188,8 @@ class Scripts:
 
         def again() -> None:
             pending = moving()
-            pipe: Any = self.client.pipeline(transaction=False)
-            for i in pending:
-                op = ops[i]
-                pipe.execute_command(
-                    "EVALSHA", _SCRIPTS[op.script][1], len(op.keys), *op.keys, *op.args
-                )
-            for i, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
+            answers = self._send([ops[i] for i in pending], "EVALSHA", replication, acked)
+            for i, reply in zip(pending, answers, strict=True):
                 replies[i] = reply
             if moving():
                 raise _StillMoving
@@ -178,22 +203,6 @@ class Scripts:
                 stop=tenacity.stop_after_delay(defaults.SLOT_MOVE_PATIENCE),
                 reraise=True,
             )(again)
-
-    def _wait_on_masters(self, ops: Sequence[Op], replication: Replication) -> int:
-        """WAIT at every Cluster master that `ops` wrote to; the fewest replicas any of
-        them confirmed."""
-        cluster: Any = self.client
-        nodes = {}
-        for op in ops:
-            node = cluster.get_node_from_key(op.keys[0])
-            nodes[node.name] = node
-        acked = [
-            int(cluster.execute_command(
-                "WAIT", replication.replicas, replication.timeout_ms, target_nodes=node
-            ))
-            for node in nodes.values()
-        ]
-        return min(acked, default=replication.replicas)
 
     def load(self) -> None:
         """Load every script into Redis's script cache (one round trip; on a Cluster, into
