@@ -243,7 +243,7 @@ def test_a_worker_logs_a_replica_shortfall_once_and_its_end_once(
         wait_for(lambda: setter.stats("ticks").pending == 0)  # delivered all the same
         lines = _outage_lines(caplog)
         assert len(lines) == 1, lines
-        assert "0 of 1 replicas confirmed the write" in lines[0]
+        assert "0 of 1 replicas (min_replicas) confirmed the write within 0.1s" in lines[0]
         assert "this worker goes on" in lines[0]
 
         _replica_of(own_server, primary)
