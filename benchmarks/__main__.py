@@ -428,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                else topology.PEERS_REFUSED.format(what=topo.what))
     started = time.monotonic()
     started_at = dt.datetime.now(dt.timezone.utc)
+    commit = machine.library_commit()  # as the run starts: the library it measures
     interrupted = False
     subjects: list[Subject] = []
     cells: dict[str, dict[str, Cell]] = {}
@@ -484,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpu_model": machine.cpu_model(),
         "memory_gib": machine.memory_gib(),
         "python": platform.python_version(),
+        "commit": commit,
         "redis_version": redis_info.get("redis_version", "?"),
         "redis_where": topo.where,
         "redis": topo.kind,

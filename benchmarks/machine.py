@@ -26,3 +26,23 @@ def memory_gib() -> float:
     except OSError:
         pass
     return 0.0
+
+
+def library_commit() -> str:
+    """The work tree's commit (``git describe --always``), with ``-dirty`` when
+    redistimers/ has uncommitted changes: which library the figures measured."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+            text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "redistimers"], cwd=root,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return commit + ("-dirty" if dirty else "")

@@ -146,7 +146,7 @@ class Report:
             f"`{meta['command']}`, {meta['duration_s'] / 60:.0f} min.\n"
             f"{meta['cpus']} CPUs ({meta['cpu_model']}), {meta['memory_gib']:.0f} GiB, "
             f"Python {meta['python']}, redis-server {meta['redis_version']} "
-            f"({meta['redis_where']}).\n"
+            f"({meta['redis_where']}); redistimers at commit {meta.get('commit', '?')}.\n"
         )
         method = METHOD.format(**attrs.asdict(self.sizes))
         redis = ("## Redis\n\n" + "\n".join(f"- {note}" for note in self.notes) + "\n\n"
