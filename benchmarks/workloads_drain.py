@@ -22,7 +22,7 @@ TOPIC = "drain"
 NOT_SAFE = "not safe across processes"
 
 
-def _top(delta: Delta, n: int, count: int = 8) -> dict[str, float]:
+def _top(delta: Delta, n: int, count: int = 12) -> dict[str, float]:
     """The commands Redis ran most, per timer."""
     ranked = sorted(delta.calls.items(), key=lambda kv: -kv[1])[:count]
     return {name: round(calls / n, 4) for name, calls in ranked}
