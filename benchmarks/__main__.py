@@ -104,7 +104,8 @@ def _names(text: str) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark redistimers against its peers on one redis-server.",
+        description="Benchmark redistimers against its peers on one redis-server, or "
+                    "redistimers alone on a Redis Cluster or a Sentinel-managed primary.",
     )
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and only redistimers (unless --peers): about 40 s")
