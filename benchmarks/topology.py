@@ -24,7 +24,7 @@ CLUSTER_MASTERS = 3
 CLUSTER_REPLICAS_PER_MASTER = 1
 
 #: What a peer's cells say on a Cluster or Sentinel.
-PEERS_REFUSED = ("not run: the peers are measured on one redis-server (--redis server); "
+PEERS_REFUSED = ("the peers are measured on one redis-server (--redis server); "
                  "this run is redistimers on a {what}")
 
 
