@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import redis
 from ..connect import RedisClient, client_from_url
 from ..errors import RedisUnavailableError
 from ..failures import describe_location, redacted_url
+from ..outage import REDIS_BACKOFF, keep_trying
 from ..router import Router
 from ..scheduler import TimerScheduler
 from .context import Context
@@ -155,10 +157,36 @@ def load_routers(paths: Sequence[str], concurrency: int | None = None) -> list[R
     return routers
 
 
+def _scheduler_once_reachable(ctx: Context, routers: list[Router]) -> TimerScheduler:
+    """The worker's scheduler. A Cluster client reads the Cluster's layout when it is made:
+    a worker started before its Cluster waits for it (one line when waiting begins), as
+    one started before a single server or a Sentinel group does."""
+    waiting: list[BaseException] = []
+
+    def make() -> TimerScheduler:
+        return TimerScheduler.from_url(ctx.redis_url, routers=routers, namespace=ctx.namespace)
+
+    def note(exc: BaseException) -> None:
+        if not waiting:
+            ctx.console.note(f"redistimers worker: waiting for Redis: {exc}")
+        waiting.append(exc)
+
+    try:
+        return make()
+    except RedisUnavailableError as exc:
+        note(exc)
+    scheduler = keep_trying(
+        make, retry_if=lambda exc: isinstance(exc, RedisUnavailableError), wait=REDIS_BACKOFF,
+        give_up=lambda: False, sleep=time.sleep, before_sleep=note,
+    )
+    ctx.console.note(f"redistimers worker: Redis answers after {len(waiting)} tries")
+    return scheduler
+
+
 def worker(ctx: Context) -> int:
     args = ctx.args
     routers = load_routers(args.routers, args.concurrency)
-    scheduler = TimerScheduler.from_url(ctx.redis_url, routers=routers, namespace=ctx.namespace)
+    scheduler = _scheduler_once_reachable(ctx, routers)
     handled = ", ".join(
         f"{spec.topic} (max {spec.max_concurrent})" for router in routers for spec in router
     )

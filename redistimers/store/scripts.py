@@ -87,13 +87,15 @@ class NotReplicated(Exception):
         self.replies = replies
 
 
-#: What a Cluster answers a script whose slot is moving: it did not run, and will once
-#: the keys have moved (redis-py follows single ASK and MOVED redirections itself).
+#: What a Cluster answers a script whose slot is moving, or whose master is failing over:
+#: it did not run, and will once the keys have moved or a replica has taken over
+#: (redis-py follows single ASK and MOVED redirections itself).
 _SLOT_MOVING = (
     redis.exceptions.TryAgainError,
     redis.exceptions.AskError,
     redis.exceptions.MovedError,
     redis.exceptions.ClusterError,  # "TTL exhausted": redirected more often than it follows
+    redis.exceptions.ClusterDownError,  # a failover under way (a ClusterError too)
 )
 
 
@@ -117,14 +119,7 @@ class Scripts:
         at each master written to), and NotReplicated raised when too few replicas have
         them in time."""
         acked: list[Any] = []  # what each WAIT answered
-        replies = self._send(ops, "EVALSHA", replication, acked)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            # A NOSCRIPT reply means that script did not run at all: run just those again.
-            self.load()
-            again = self._send([ops[i] for i in missing], "EVAL", replication, acked)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
+        replies = self._send_loading(ops, replication, acked)
         if isinstance(self.client, RedisCluster):
             self._while_slots_move(ops, replies, replication, acked)
         if raise_on_error:
@@ -138,6 +133,20 @@ class Scripts:
             fewest = min((int(reply) for reply in acked), default=replication.replicas)
             if fewest < replication.replicas:
                 raise NotReplicated(fewest, replication, replies)
+        return replies
+
+    def _send_loading(
+        self, ops: Sequence[Op], replication: Replication | None, acked: list[Any]
+    ) -> list[Any]:
+        """`_send` by sha; the scripts Redis did not know (NOSCRIPT: they did not run, after
+        a restart or SCRIPT FLUSH) are loaded and sent again by source."""
+        replies = self._send(ops, "EVALSHA", replication, acked)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            self.load()
+            again = self._send([ops[i] for i in missing], "EVAL", replication, acked)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
         return replies
 
     def _send(
@@ -180,15 +189,15 @@ class Scripts:
         acked: list[Any],
     ) -> None:
         """Run again the ops a Cluster answered with "its keys are moving" (TRYAGAIN, or
-        redirections past redis-py's limit, while a slot migrates key by key), until they
-        run or SLOT_MOVE_PATIENCE passes: such a script did not run, and the move takes
-        milliseconds."""
+        redirections past redis-py's limit, while a slot migrates key by key) or "down"
+        (CLUSTERDOWN, while a master is failed over), until they run or SLOT_MOVE_PATIENCE
+        passes: such a script did not run, and these states last seconds at most."""
         def moving() -> list[int]:
             return [i for i, reply in enumerate(replies) if isinstance(reply, _SLOT_MOVING)]
 
         def again() -> None:
             pending = moving()
-            answers = self._send([ops[i] for i in pending], "EVALSHA", replication, acked)
+            answers = self._send_loading([ops[i] for i in pending], replication, acked)
             for i, reply in zip(pending, answers, strict=True):
                 replies[i] = reply
             if moving():
