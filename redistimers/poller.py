@@ -499,7 +499,7 @@ class Poller:
         if self._pass is not None:  # run_pending: its caller is told, not kept waiting
             with self._tracker.translating():
                 results = self._store.execute(batch)
-            if batch.settles and self._store.replication is not None:
+            if self._store.replication is not None and batch.settles:
                 self._tracker.saw_replicas(batch.unreplicated)
             return results
         try:
@@ -515,7 +515,7 @@ class Poller:
             raise
         if not was_reachable:
             self.wake(_ALL_TOPICS)  # wake-ups published during the outage were lost
-        if batch.settles and self._store.replication is not None:
+        if self._store.replication is not None and batch.settles:
             self._tracker.saw_replicas(batch.unreplicated)
         return results
 

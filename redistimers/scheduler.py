@@ -215,9 +215,7 @@ class TimerScheduler:
             topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
             every, cron, tz,
         )
-        entry = self._entry(spec, check_topic(spec.topic), self._clock())
-        self._write({spec.topic: [entry]})
-        return entry.timer_id
+        return self._set_one(spec, with_due=False)[0].timer_id
 
     def set_timer_and_get(
         self,
@@ -241,12 +239,16 @@ class TimerScheduler:
             topic, payload, activate_in, activate_at, timer_id, headers, correlation_id,
             every, cron, tz,
         )
-        entry = self._entry(spec, check_topic(spec.topic), self._clock())
-        written = self._write({spec.topic: [entry]}, with_due=True)
+        entry, written = self._set_one(spec, with_due=True)
         return self._admin.timer_info(
             spec.topic, entry.timer_id, entry.envelope, written.due_ms[spec.topic][0],
             written.server_now_ms or 0.0, 0, False,
         )
+
+    def _set_one(self, spec: TimerSpec, with_due: bool) -> tuple[ScheduleEntry, Written]:
+        """Check, encode and write one timer (its due time told when `with_due`)."""
+        entry = self._entry(spec, check_topic(spec.topic), self._clock())
+        return entry, self._write({spec.topic: [entry]}, with_due)
 
     def set_timers(self, timers: Iterable[TimerSpec]) -> list[str]:
         """Schedule many timers, each as `set_timer` would (same id replaces, wake-ups),

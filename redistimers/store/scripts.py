@@ -158,14 +158,16 @@ class Scripts:
         counts a connection's own writes); the WAITs' answers go to `acked`."""
         pipe: Any = self.client.pipeline(transaction=False)
         nodes: dict[str, Any] = {}
+        cluster = self.client if isinstance(self.client, RedisCluster) else None
+        by_sha = command == "EVALSHA"
         for op in ops:
-            script = _SCRIPTS[op.script][1 if command == "EVALSHA" else 0]
+            script = _SCRIPTS[op.script][1 if by_sha else 0]
             args = (command, script, len(op.keys), *op.keys, *op.args)
-            if isinstance(self.client, RedisCluster):
+            if cluster is not None:
                 # Naming the master itself: redis-py's pipeline would ask its default node
                 # for the keys of every script call (COMMAND GETKEYS, a round trip each),
                 # and could route nothing once that node died.
-                node = self.client.get_node_from_key(op.keys[0])  # type: ignore[no-untyped-call]
+                node = cluster.get_node_from_key(op.keys[0])  # type: ignore[no-untyped-call]
                 nodes[node.name] = node
                 pipe.execute_command(*args, target_nodes=node)
             else:
