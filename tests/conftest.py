@@ -177,3 +177,25 @@ def fresh_sentinel_group() -> Iterator[RedisSentinelGroup]:
     group.start()
     yield group
     group.close()
+
+
+# -- Flask (the extra is part of the test dependencies; imported only when asked for) --------
+
+
+@pytest.fixture
+def make_app(redis_client: redis.Redis, redis_url: str) -> Iterator[Any]:
+    """Flask apps configured for the session's Redis (namespace "web"), each scheduler they
+    created stopped at teardown (an AppFactory of tests/_flask_support.py)."""
+    from ._flask_support import flask_apps
+
+    with flask_apps(redis_url) as make:
+        yield make
+
+
+@pytest.fixture
+def down_redis() -> Iterator[RedisServer]:
+    """A redis-server on a free port, not started until the test calls start()."""
+    from ._flask_support import down_redis_server
+
+    with down_redis_server() as server:
+        yield server

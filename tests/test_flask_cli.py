@@ -5,10 +5,8 @@ CLI runner, against real redis-servers."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 from flask import Flask, current_app
 
@@ -19,27 +17,9 @@ from redistimers.testing import RedisServer
 from ._flask_support import (
     DEADLINE,
     AppFactory,
-    down_redis_server,
-    flask_apps,
     redis_down_app,
 )
 from .helpers import wait_for
-
-
-@pytest.fixture
-def make_app(redis_client: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
-    """Flask apps configured for the session's Redis (namespace "web"), each scheduler they
-    created stopped at teardown."""
-    with flask_apps(redis_url) as make:
-        yield make
-
-
-@pytest.fixture
-def down_redis() -> Iterator[RedisServer]:
-    """A redis-server on a free port, not started until the test calls start()."""
-    with down_redis_server() as server:
-        yield server
-
 
 # -- the `flask redistimers` group -------------------------------------------------------
 

@@ -35,19 +35,9 @@ from ._flask_support import (
     AppFactory,
     Reminder,
     closed_port,
-    flask_apps,
 )
 from ._import_graph import sibling_imports, upward_or_private
 from .helpers import REPO, redistimers_threads, wait_for
-
-
-@pytest.fixture
-def make_app(redis_client: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
-    """Flask apps configured for the session's Redis (namespace "web"), each scheduler they
-    created stopped at teardown."""
-    with flask_apps(redis_url) as make:
-        yield make
-
 
 # -- packaging ---------------------------------------------------------------------------
 

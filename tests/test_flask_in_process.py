@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,27 +25,9 @@ from redistimers.testing import RedisServer
 from ._flask_support import (
     DEADLINE,
     AppFactory,
-    down_redis_server,
-    flask_apps,
     redis_down_app,
 )
 from .helpers import REPO, redistimers_threads, wait_for
-
-
-@pytest.fixture
-def make_app(redis_client: redis.Redis, redis_url: str) -> Iterator[AppFactory]:
-    """Flask apps configured for the session's Redis (namespace "web"), each scheduler they
-    created stopped at teardown."""
-    with flask_apps(redis_url) as make:
-        yield make
-
-
-@pytest.fixture
-def down_redis() -> Iterator[RedisServer]:
-    """A redis-server on a free port, not started until the test calls start()."""
-    with down_redis_server() as server:
-        yield server
-
 
 # -- the in-process mode -----------------------------------------------------------------
 
