@@ -23,18 +23,26 @@ from .errors import (
     RetryTimer,
     SchedulerStateError,
 )
-from .metrics import Metrics
-from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats
+from .metrics import Histogram, Metrics, TopicMetrics
+from .models import (
+    DeadTimer,
+    Delivery,
+    TimerInfo,
+    TimerPage,
+    TimerSpec,
+    TopicStats,
+    WorkerInfo,
+)
 from .retry import RetryPolicy
 from .router import Router
 from .scheduler import TimerScheduler
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ConfigurationError",
     "DeadTimer",
     "Delivery",
+    "Histogram",
     "InvalidHandlerError",
     "InvalidTimerError",
     "Metrics",
@@ -56,6 +64,8 @@ __all__ = [
     "TimerPage",
     "TimerScheduler",
     "TimerSpec",
+    "TopicMetrics",
     "TopicStats",
+    "WorkerInfo",
     "__version__",
 ]

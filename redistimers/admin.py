@@ -18,7 +18,8 @@ from typing import Any, overload
 from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
 from .deadletters import dead_timer_of
 from .errors import InvalidTimerError
-from .models import DeadTimer, TimerInfo, TimerPage, TopicStats
+from .liveness import worker_info
+from .models import DeadTimer, TimerInfo, TimerPage, TopicStats, WorkerInfo
 from .outage import OutageTracker
 from .router import HandlerSpec
 from .store import TimerStore
@@ -283,3 +284,10 @@ class TimerAdmin:
         topic = check_topic(topic)
         with self._tracker.translating():
             return self._inspection.purge_dead(topic)
+
+    def workers(self) -> list[WorkerInfo]:
+        """What `TimerScheduler.workers` does (documented there)."""
+        with self._tracker.translating():
+            _now_ms, stored = self._store.workers.live()
+        found = [info for info in map(worker_info, stored) if info is not None]
+        return sorted(found, key=lambda w: (w.host, w.pid, w.worker_id))

@@ -60,6 +60,10 @@ SLOT_MOVE_PATIENCE = 5.0
 #: Seconds `stop()` and leaving `with scheduler:` wait for running handlers.
 SHUTDOWN_TIMEOUT = 10.0
 
+#: Seconds between the heartbeats of a started scheduler's record among the live workers
+#: (one command each); the record expires after three missed ones.
+HEARTBEAT_INTERVAL = 5.0
+
 #: Longest topic name and timer id, in characters: ids are keys' fields, kept short.
 MAX_TOPIC_LENGTH = 200
 MAX_TIMER_ID_LENGTH = 256

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import math
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import attrs
 
 from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
 from .errors import RejectTimer, RetryTimer
+from .metrics import OUTCOME_NAMES
 from .models import Delivery
 from .retry import RetryPolicy
 from .router import HandlerSpec
@@ -44,6 +46,12 @@ class Outcome:
     record: str = ""
     #: For "ack" of a periodic timer: when its next occurrence is due (epoch ms).
     next_ms: float | None = None
+    #: The handler raised an exception (the outcome is then "retry" or "bury").
+    failed: bool = False
+    #: How late the delivery started, after its due time by Redis's clock, in seconds.
+    lateness_s: float = 0.0
+    #: How long the handler ran, in seconds.
+    duration_s: float = 0.0
 
 
 ACK = Outcome("ack")
@@ -82,7 +90,7 @@ NO_HOOKS = Hooks()
 
 
 def log_extra(timer: ClaimedTimer) -> dict[str, Any]:
-    """The `extra` fields of every delivery-level log record."""
+    """The `extra` fields of the poller's log records about a timer."""
     return {"topic": timer.topic, "timer_id": timer.timer_id, "attempt": timer.attempt}
 
 
@@ -130,13 +138,39 @@ class _Context:
     """What the outcome decisions of one delivery need, built once."""
 
     def __init__(
-        self, timer: ClaimedTimer, policy: RetryPolicy, hooks: Hooks, envelope: Envelope | None
+        self, timer: ClaimedTimer, policy: RetryPolicy, hooks: Hooks, envelope: Envelope | None,
+        lateness_s: float = 0.0, started: float | None = None,
     ) -> None:
         self.timer = timer
         self.policy = policy
         self.hooks = hooks
         self.envelope = envelope
+        self.lateness_s = lateness_s
+        self.started = time.monotonic() if started is None else started
         self._delivery: Delivery | None = None
+
+    def extra(self, kind: str, duration_s: float) -> dict[str, Any]:
+        """The `extra` fields of every log record of a finished delivery."""
+        timer = self.timer
+        return {
+            "topic": timer.topic, "timer_id": timer.timer_id, "attempt": timer.attempt,
+            "outcome": OUTCOME_NAMES[kind], "lateness_ms": round(self.lateness_s * 1000, 3),
+            "duration_ms": round(duration_s * 1000, 3),
+        }
+
+    def finish(self, outcome: Outcome, failed: bool = False) -> Outcome:
+        """`outcome` with this delivery's timing; a success is logged at DEBUG (the other
+        outcomes were logged as they were decided)."""
+        duration = time.monotonic() - self.started
+        if outcome.kind == "ack" and log.isEnabledFor(logging.DEBUG):
+            timer = self.timer
+            log.debug(
+                "timer %s/%s delivered (attempt %d): %.1f ms late, handler took %.1f ms",
+                timer.topic, timer.timer_id, timer.attempt, self.lateness_s * 1000,
+                duration * 1000, extra=self.extra("ack", duration),
+            )
+        return Outcome(outcome.kind, outcome.delay_ms, outcome.record, outcome.next_ms,
+                       failed, self.lateness_s, duration)
 
     @property
     def delivery(self) -> Delivery:
@@ -172,11 +206,15 @@ class _Context:
         log.error(
             "timer %s/%s moved to dead letters after attempt %d: %s",
             timer.topic, timer.timer_id, timer.attempt, message,
-            exc_info=exc if reason == "failed" else None, extra=log_extra(timer),
+            exc_info=exc if reason == "failed" else None,
+            extra=self.extra("bury", time.monotonic() - self.started),
         )
         if self.hooks.on_dead is not None:
             self.hooks.call("on_dead", self.delivery, message)
-        return Outcome("bury", record=dead_record(timer, reason, exc, attempts, message))
+        return self.finish(
+            Outcome("bury", record=dead_record(timer, reason, exc, attempts, message)),
+            failed=reason == "failed",
+        )
 
     def failed(self, exc: BaseException, delay: float | None = None) -> Outcome:
         """The handler raised (or asked for a retry after `delay`): deliver again after that
@@ -188,19 +226,21 @@ class _Context:
             return self.bury(
                 "failed", exc, f"attempt {timer.attempt} of {policy.max_attempts} failed: {exc!r}"
             )
+        failed = delay is None
         if delay is None:
             delay = policy.delay(timer.attempt)
             log.warning(
                 "timer %s/%s failed on attempt %d, retrying in %.2fs: %r",
                 timer.topic, timer.timer_id, timer.attempt, delay, exc,
-                exc_info=exc, extra=log_extra(timer),
+                exc_info=exc, extra=self.extra("retry", time.monotonic() - self.started),
             )
         else:
             log.info(
                 "timer %s/%s asked to be retried in %.3fs",
-                timer.topic, timer.timer_id, delay, extra=log_extra(timer),
+                timer.topic, timer.timer_id, delay,
+                extra=self.extra("retry", time.monotonic() - self.started),
             )
-        return Outcome("retry", delay_ms=math.ceil(delay * 1000))
+        return self.finish(Outcome("retry", delay_ms=math.ceil(delay * 1000)), failed=failed)
 
 
 def failure_outcome(
@@ -217,17 +257,22 @@ def deliver(
     hooks: Hooks = NO_HOOKS,
     server_now_ms: Callable[[], float] | None = None,
 ) -> Outcome:
-    """Run `spec`'s handler for `timer` and say what should become of the timer.
+    """Run `spec`'s handler for `timer` and say what should become of the timer, and how
+    late it started and how long it ran.
 
-    `server_now_ms` estimates the Redis server's clock, to place a periodic timer's next
-    occurrence after now.
+    `server_now_ms` estimates the Redis server's clock: for the lateness, and to place a
+    periodic timer's next occurrence after now.
     """
+    started = time.monotonic()
+    now_ms = server_now_ms() if server_now_ms is not None else timer.due_ms
+    lateness_s = max(0.0, (now_ms - timer.due_ms) / 1000)
     policy = spec.retry or default_retry
     try:
         envelope = decode_envelope(timer.envelope)
     except (EnvelopeError, UnicodeDecodeError) as exc:
-        return _Context(timer, policy, hooks, None).bury("undecodable", exc, str(exc))
-    context = _Context(timer, policy, hooks, envelope)
+        context = _Context(timer, policy, hooks, None, lateness_s, started)
+        return context.bury("undecodable", exc, str(exc))
+    context = _Context(timer, policy, hooks, envelope, lateness_s, started)
     if timer.attempt > policy.max_attempts and timer.ended_its_worker:
         # Its last delivery ran alone and never reported back: its own handler ended (or
         # hung) its worker. A suspect whose last delivery ran beside others is not blamed
@@ -255,21 +300,22 @@ def deliver(
             return context.bury("rejected", rejection, f"rejected by its handler: {rejection}")
         log.warning(
             "timer %s/%s rejected by its handler and removed: %s",
-            timer.topic, timer.timer_id, rejection, extra=log_extra(timer),
+            timer.topic, timer.timer_id, rejection,
+            extra=context.extra("reject", time.monotonic() - started),
         )
-        return REJECT
+        return context.finish(REJECT)
     except Exception as exc:
         return context.failed(exc)
     if hooks.on_success is not None:
         hooks.call("on_success", context.delivery)
     if envelope.period is None:
-        return ACK
+        return context.finish(ACK)
     try:
         now = server_now_ms() if server_now_ms is not None else timer.due_ms
         next_ms = envelope.period.next_after(max(now, timer.due_ms), envelope.anchor_ms)
     except Exception as exc:  # croniter missing in this worker, or a malformed period
         return context.bury("no next occurrence", exc, str(exc))
-    return Outcome("ack", next_ms=next_ms)
+    return context.finish(Outcome("ack", next_ms=next_ms))
 
 
 def settle(batch: Batch, outcomes: list[tuple[ClaimedTimer, Outcome]]) -> None:

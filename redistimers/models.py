@@ -116,3 +116,34 @@ class TimerSpec:
     every: dt.timedelta | float | None = None
     cron: str | None = None
     tz: Any = None
+
+
+@attrs.frozen
+class WorkerInfo:
+    """A live worker (a started scheduler with handlers), from `TimerScheduler.workers`."""
+
+    worker_id: str
+    host: str
+    pid: int
+    #: The redistimers version it runs.
+    version: str
+    namespace: str
+    #: The topics it delivers, each with how many of its handlers may run at once.
+    topics: Mapping[str, int]
+    #: Handlers running now, per topic (as of its last heartbeat).
+    running: Mapping[str, int]
+    #: Handler calls that ended since it started, whatever their outcome.
+    delivered: int
+    succeeded: int
+    retried: int
+    dead_lettered: int
+    #: Handler calls that raised an exception (retried or dead-lettered after it).
+    failed: int
+    #: False while its threads find Redis unreachable, stalled or full.
+    healthy: bool
+    #: When it started, by its own clock (aware, UTC).
+    started_at: dt.datetime
+    #: Its last heartbeat, by the Redis server's clock (aware, UTC).
+    last_seen: dt.datetime
+    #: How often it writes its heartbeat; its record expires after a few missed ones.
+    heartbeat_interval: dt.timedelta

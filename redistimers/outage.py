@@ -40,6 +40,8 @@ class OutageTracker:
         self.who = who  # the Redis user, for errors
         self.errors = 0
         self.full_count = 0
+        #: Outages the worker's threads met (unreachable or stalled, until answered).
+        self.outages = 0
         #: Why the worker gave up: Redis refused its credentials or permissions.
         self.refused: Exception | None = None
         self._lock = threading.Lock()
@@ -123,6 +125,7 @@ class OutageTracker:
             first = self._down_since is None
             if first:
                 self._down_since = time.monotonic()
+                self.outages += 1
         if first and not self._answered:
             log.warning("waiting for Redis at %s: %s; trying again with backoff", self.where, exc)
         elif first:
@@ -211,6 +214,7 @@ class OutageTracker:
             if self._down_since is not None or self._call_started != started:
                 return
             self._down_since = started
+            self.outages += 1
         log.error(
             "Redis at %s has not answered for %.1fs (a stalled server or a lost network); "
             "still waiting: leases may expire meanwhile", self.where, waited,

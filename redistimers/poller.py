@@ -271,7 +271,10 @@ class Poller:
                 key = (timer.topic, timer.timer_id, timer.token)
                 if self._running.pop(key, None) is not None:
                     self._topics[timer.topic].in_flight -= 1
-                    self._metrics.outcome(outcome.kind)
+                    self._metrics.finished(
+                        timer.topic, outcome.kind, outcome.failed, outcome.lateness_s,
+                        outcome.duration_s,
+                    )
             outcomes = unsent + outcomes
             batch = self._store.batch()
             settle(batch, outcomes)
@@ -384,7 +387,10 @@ class Poller:
             key = (timer.topic, timer.timer_id, timer.token)
             if self._running.pop(key, None) is not None:
                 self._topics[timer.topic].in_flight -= 1
-                self._metrics.outcome(outcome.kind)
+                self._metrics.finished(
+                    timer.topic, outcome.kind, outcome.failed, outcome.lateness_s,
+                    outcome.duration_s,
+                )
             if alone:
                 alone.pop(key, None)
         # Outcomes of a turn that failed are sent again (their scripts are fenced by

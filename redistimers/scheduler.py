@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType, TracebackType
 from typing import Any, overload
@@ -29,14 +30,16 @@ from .errors import (
     SchedulerStateError,
 )
 from .failures import describe_location, describe_user
-from .metrics import Metrics, MetricsCounter
-from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats
+from .liveness import Heartbeat, WorkerRecord, worker_record
+from .metrics import Metrics, MetricsCounter, Window
+from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats, WorkerInfo
 from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
 from .retry import RetryPolicy
 from .router import HandlerSpec, Router, merge_routers
 from .store import Replication, ScheduleEntry, TimerStore, WriteFailed, Written
+from .summary import MinuteSummary
 from .validation import (
     DueTime,
     check_correlation_id,
@@ -99,6 +102,7 @@ class TimerScheduler:
         max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES,
         min_replicas: int = 0,
         replica_timeout: float | dt.timedelta = defaults.REPLICA_TIMEOUT,
+        heartbeat_interval: float | dt.timedelta = defaults.HEARTBEAT_INTERVAL,
     ) -> None:
         if not isinstance(client, (redis.Redis, RedisCluster)):
             raise ConfigurationError(
@@ -125,6 +129,11 @@ class TimerScheduler:
         self._max_poll_interval = seconds_of(max_poll_interval, "max_poll_interval")
         if self._max_poll_interval <= 0:
             raise ConfigurationError("max_poll_interval must be > 0 seconds")
+        self._heartbeat_interval = seconds_of(heartbeat_interval, "heartbeat_interval")
+        if not self._heartbeat_interval > 0:
+            raise ConfigurationError(
+                f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval!r}"
+            )
         for name, hook in (("on_success", on_success), ("on_failure", on_failure),
                            ("on_dead", on_dead)):
             if hook is not None and not callable(hook):
@@ -137,6 +146,8 @@ class TimerScheduler:
         self._lock = threading.Lock()
         self._poller: Engines | None = None
         self._draining: Engines | None = None  # pollers that stop() waits for
+        self._heartbeat: Heartbeat | None = None
+        self._started_ms = 0.0
         #: Trackers and counts of a Cluster's per-master pollers, of every start so far.
         self._engine_trackers: list[OutageTracker] = []
         self._engine_metrics: list[MetricsCounter] = []
@@ -168,7 +179,8 @@ class TimerScheduler:
         scheduler_options = {
             key: options.pop(key)
             for key in ("retry", "max_poll_interval", "on_success", "on_failure", "on_dead",
-                        "max_payload_bytes", "min_replicas", "replica_timeout")
+                        "max_payload_bytes", "min_replicas", "replica_timeout",
+                        "heartbeat_interval")
             if key in options
         }
         client_options: dict[str, Any] = {
@@ -482,9 +494,20 @@ class TimerScheduler:
         in_flight = poller.in_flight if poller is not None else dict.fromkeys(self._specs, 0)
         trackers = [self._tracker, *self._engine_trackers]
         return self._metrics.snapshot(
-            sum(t.errors for t in trackers), sum(t.full_count for t in trackers), in_flight,
-            self._engine_metrics,
+            sum(t.errors for t in trackers), sum(t.outages for t in trackers),
+            sum(t.full_count for t in trackers), in_flight, self._engine_metrics,
         )
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers of this namespace: every started scheduler with handlers, in
+        any process, whose heartbeat is recent (by host and pid)."""
+        return self._admin.workers()
+
+    @property
+    def worker_id(self) -> str | None:
+        """This scheduler's id among the live workers while it runs with handlers."""
+        heartbeat = self._heartbeat
+        return heartbeat.worker_id if heartbeat is not None else None
 
     # -- running handlers -----------------------------------------------------------------
 
@@ -527,6 +550,13 @@ class TimerScheduler:
             self._poller = self._engines()
             self._lost_to_fork = False
             self._poller.start()
+            if self._specs:
+                self._started_ms = time.time() * 1000
+                self._heartbeat = Heartbeat(
+                    self._store.workers, self._describe, self._heartbeat_interval,
+                    MinuteSummary(self._take_windows),
+                )
+                self._heartbeat.start()
         if not self._specs:
             log.warning("scheduler started without handlers: it will deliver nothing")
         log.info("scheduler started for topics %s on Redis at %s", self.topics_handled, self._where)
@@ -537,6 +567,7 @@ class TimerScheduler:
         """
         with self._lock:
             poller, self._poller = self._poller, None
+            heartbeat, self._heartbeat = self._heartbeat, None
         if poller is None:
             return True
         self._draining = poller
@@ -544,6 +575,8 @@ class TimerScheduler:
             drained = poller.stop(timeout)
         finally:
             self._draining = None
+            if heartbeat is not None:
+                heartbeat.stop()
         log.info("scheduler stopped%s", "" if drained else " with handlers still running")
         return drained
 
@@ -652,6 +685,18 @@ class TimerScheduler:
             inline=inline,
         )
 
+    def _describe(self) -> WorkerRecord:
+        """This worker's record among the live workers, as of now."""
+        return worker_record(
+            namespace=self._store.namespace,
+            topics={topic: spec.max_concurrent for topic, spec in self._specs.items()},
+            metrics=self.metrics(), healthy=self.healthy, started_ms=self._started_ms,
+            interval=self._heartbeat_interval,
+        )
+
+    def _take_windows(self) -> list[Window]:
+        return [counter.take_window() for counter in (self._metrics, *self._engine_metrics)]
+
     def _refused(self) -> Exception | None:
         """Why Redis refused this scheduler's worker, if it did."""
         for tracker in [self._tracker, *self._engine_trackers]:
@@ -665,6 +710,7 @@ class TimerScheduler:
         if self._poller is not None:
             self._poller = None
             self._lost_to_fork = True
+        self._heartbeat = None  # its thread is the parent's; the record too
         self._lock = threading.Lock()
         self._tracker.reset_after_fork()
 

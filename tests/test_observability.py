@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import redis
 
@@ -105,18 +106,38 @@ def test_metrics_count_claims_and_every_outcome(make_scheduler: SchedulerFactory
 
     timers = _schedule_outcomes(make_scheduler())
     expected = Metrics(
-        claimed=9, succeeded=3, retried=3, dead_lettered=2, rejected=1, in_flight=idle
+        claimed=9, delivered=9, succeeded=3, retried=3, dead_lettered=2, rejected=1, failed=3,
+        in_flight=idle,
     )
+
+    def totals() -> Metrics:
+        return attrs.evolve(scheduler.metrics(), topics={})
+
     with scheduler:
         try:
-            wait_for(lambda: scheduler.metrics() == expected, 10)
+            wait_for(lambda: totals() == expected, 10)
         except AssertionError:
-            raise AssertionError(f"{scheduler.metrics()} != {expected}") from None
+            raise AssertionError(f"{totals()} != {expected}") from None
         for timer_id, topic in timers.items():
             wait_for(timer_gone(scheduler, topic, timer_id), 5)
         time.sleep(0.2)  # nothing more trickles in
-        assert scheduler.metrics() == expected
-    assert scheduler.metrics() == expected  # counts outlive stop()
+        assert totals() == expected
+    assert totals() == expected  # counts outlive stop()
+    per_topic = scheduler.metrics().topics
+    # "typed" never reached its handler (its payload did not decode): dead, not failed.
+    assert {t: (m.delivered, m.succeeded, m.retried, m.dead_lettered, m.rejected, m.failed)
+            for t, m in per_topic.items()} == {
+        "again": (2, 1, 1, 0, 0, 0),
+        "doomed": (2, 0, 1, 1, 0, 2),
+        "flaky": (2, 1, 1, 0, 0, 1),
+        "ok": (1, 1, 0, 0, 0, 0),
+        "reject": (1, 0, 0, 0, 1, 0),
+        "typed": (1, 0, 0, 1, 0, 0),
+    }
+    for topic, counts in per_topic.items():  # every delivery is in both histograms
+        assert counts.handler_seconds.count == counts.delivered, topic
+        assert counts.lateness_seconds.count == counts.delivered, topic
+        assert counts.lateness_seconds.cumulative()[-1] == (float("inf"), counts.delivered)
 
 
 def test_metrics_in_flight_counts_handlers_running_now_per_topic(
@@ -356,15 +377,19 @@ def test_raising_hooks_are_logged_and_never_change_what_becomes_of_the_timer(
     scheduler.set_timer("ok", 1, activate_in=0, timer_id="b-ok")
     scheduler.set_timer("flaky", 2, activate_in=0, timer_id="b-flaky")
     scheduler.set_timer("doomed", 3, activate_in=0, timer_id="b-doomed")
-    expected = Metrics(claimed=4, succeeded=2, retried=1, dead_lettered=1,
-                       in_flight={"ok": 0, "flaky": 0, "doomed": 0})
+    expected = Metrics(claimed=4, delivered=4, succeeded=2, retried=1, dead_lettered=1,
+                       failed=2, in_flight={"ok": 0, "flaky": 0, "doomed": 0})
+
+    def totals() -> Metrics:
+        return attrs.evolve(scheduler.metrics(), topics={})
+
     with scheduler:
         try:
-            wait_for(lambda: scheduler.metrics() == expected, 10)
+            wait_for(lambda: totals() == expected, 10)
         except AssertionError:
-            raise AssertionError(f"{scheduler.metrics()} != {expected}") from None
+            raise AssertionError(f"{totals()} != {expected}") from None
         time.sleep(0.3)  # an ack turned into a retry by a raising hook would show by now
-        assert scheduler.metrics() == expected
+        assert totals() == expected
     assert len(ok.calls) == 1
     assert [c.delivery.attempt for c in flaky.calls if c.delivery] == [1, 2]
     assert len(doomed.calls) == 1

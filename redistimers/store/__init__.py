@@ -4,6 +4,7 @@ by tokens; several operations go to Redis in one pipelined round trip through `B
 from .batch import Batch, ClaimedTimer, ClaimResult, new_claimer_id
 from .inspection import DeadRecord, ListedTimer, StoredStats, StoredTimer, StoreInspection
 from .keys import Keys, TopicKeys
+from .registry import StoredWorker, WorkerRegistry
 from .scripts import SCRIPT_NAMES, NotReplicated, Op, Replication, script_sha
 from .timers import ScheduleEntry, TimerStore, WriteFailed, Written
 
@@ -22,8 +23,10 @@ __all__ = [
     "StoreInspection",
     "StoredStats",
     "StoredTimer",
+    "StoredWorker",
     "TimerStore",
     "TopicKeys",
+    "WorkerRegistry",
     "WriteFailed",
     "Written",
     "new_claimer_id",

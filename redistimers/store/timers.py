@@ -15,6 +15,7 @@ from ..connect import RedisClient
 from .batch import Batch, claim_result
 from .inspection import StoredTimer, StoreInspection
 from .keys import Keys, TopicKeys
+from .registry import WorkerRegistry
 from .scripts import NotReplicated, Op, Replication, Scripts, chunks, text
 
 
@@ -58,6 +59,8 @@ class TimerStore:
         self._scripts = Scripts(client)
         #: Inspection and repair queries (counts, pages, moves, purges, dead letters).
         self.inspection = StoreInspection(client, self._keys, self._scripts, replication)
+        #: The registry of live workers.
+        self.workers = WorkerRegistry(client, self._keys, self._scripts)
         #: Redis's clock minus this machine's, in ms, as of the last claim.
         self.clock_offset_ms = 0.0
 
