@@ -1,4 +1,4 @@
-"""The JSON of timers, stats and dead letters: one vocabulary for ``redistimers ... --json``
+"""The JSON of timers, stats, dead letters and live workers: one vocabulary for ``redistimers ... --json``
 and the HTTP admin API (README.rst, "JSON of timers, stats and dead letters").
 
 Ids are ``id``; durations are seconds in fields ending ``_s``; times are ISO 8601 in UTC
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .codec import converter
-from .models import DeadTimer, TimerInfo, TimerPage, TopicStats
+from .models import DeadTimer, TimerInfo, TimerPage, TopicStats, WorkerInfo
 
 Json = dict[str, Any]
 
@@ -113,3 +113,30 @@ def purged_json(count: int) -> Json:
 
 def requeued_json(count: int) -> Json:
     return {"requeued": count}
+
+
+def worker_json(worker: WorkerInfo) -> Json:
+    """A live worker: its topics with their concurrency, handlers running per topic, its
+    totals since it started."""
+    return {
+        "id": worker.worker_id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "version": worker.version,
+        "namespace": worker.namespace,
+        "topics": dict(worker.topics),
+        "running": dict(worker.running),
+        "delivered": worker.delivered,
+        "succeeded": worker.succeeded,
+        "retried": worker.retried,
+        "dead_lettered": worker.dead_lettered,
+        "failed": worker.failed,
+        "healthy": worker.healthy,
+        "started_at": iso(worker.started_at),
+        "last_seen": iso(worker.last_seen),
+        "heartbeat_interval_s": seconds(worker.heartbeat_interval),
+    }
+
+
+def workers_json(workers: Iterable[WorkerInfo]) -> Json:
+    return {"workers": [worker_json(w) for w in workers]}
