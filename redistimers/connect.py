@@ -50,6 +50,7 @@ def client_from_url(url: str, **options: Any) -> RedisClient:
     """A client of the Redis at `url` (see the module's docstring); `options` go to the
     client (``socket_timeout``, ``decode_responses``, ...). It does not connect yet."""
     scheme = _scheme_of(url)
+    _without_maintenance_notifications(options)
     if scheme in _SINGLE_SCHEMES:
         try:
             return redis.Redis.from_url(url, **options)
@@ -78,7 +79,8 @@ def client_from_url(url: str, **options: Any) -> RedisClient:
     if sentinel_kwargs is None:  # sentinels answer with the same socket settings
         sentinel_kwargs = {
             key: options[key]
-            for key in ("socket_connect_timeout", "socket_timeout", "socket_keepalive")
+            for key in ("socket_connect_timeout", "socket_timeout", "socket_keepalive",
+                        "maint_notifications_config")
             if key in options
         }
     sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
@@ -87,6 +89,19 @@ def client_from_url(url: str, **options: Any) -> RedisClient:
         parsed.service, db=parsed.db, **credentials, **options
     )
     return client
+
+
+def _without_maintenance_notifications(options: dict[str, Any]) -> None:
+    """Turn off redis-py's maintenance notifications (6.4+) unless `options` say otherwise:
+    on "auto", every new connection sends CLIENT MAINT_NOTIFICATIONS, which Redis before
+    8.2 refuses (a wasted round trip, and a log line each time)."""
+    if "maint_notifications_config" in options:
+        return
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # an older redis-py, without them
+        return
+    options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
 
 
 def is_single_server(url: str) -> bool:

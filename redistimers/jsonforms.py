@@ -1,5 +1,6 @@
-"""The JSON of timers, stats, dead letters and live workers: one vocabulary for ``redistimers ... --json``
-and the HTTP admin API (README.rst, "JSON of timers, stats and dead letters").
+"""The JSON of timers, stats, dead letters and live workers: one vocabulary for
+``redistimers ... --json`` and the HTTP admin API (README.rst, "JSON of timers, stats
+and dead letters").
 
 Ids are ``id``; durations are seconds in fields ending ``_s``; times are ISO 8601 in UTC
 with microseconds and a ``Z``; payloads are their JSON form as stored.

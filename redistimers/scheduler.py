@@ -616,7 +616,12 @@ class TimerScheduler:
                 if started[0] is not None:
                     started[0].stop_now()
             else:
-                log.info("received %s, stopping after running handlers finish", name)
+                running = started[0].running_handlers if started[0] is not None else 0
+                log.info(
+                    "received %s: stopping; the %d handler(s) running have up to %gs to "
+                    "finish (%s again stops at once)", name, running, timeout[0],
+                    "Ctrl-C" if signum == signal.SIGINT else name,
+                )
             stop_requested.set()
 
         previous: dict[int, Any] = {}

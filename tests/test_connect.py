@@ -4,12 +4,20 @@ of a malformed URL, without ever showing its password."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import pytest
 import redis
 from redis.cluster import RedisCluster
 
 from redistimers import ConfigurationError, TimerScheduler
-from redistimers.connect import ParsedUrl, client_from_url, parse_url
+from redistimers.connect import (
+    ParsedUrl,
+    _without_maintenance_notifications,
+    client_from_url,
+    parse_url,
+)
 from redistimers.testing import RedisClusterNodes, RedisSentinelGroup
 
 
@@ -93,3 +101,33 @@ def test_a_cluster_url_makes_a_cluster_client(
 def test_other_clients_are_refused_with_what_is_taken() -> None:
     with pytest.raises(ConfigurationError, match=r"redis\.cluster\.RedisCluster"):
         TimerScheduler(object())  # type: ignore[arg-type]
+
+
+def _maintenance_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "maintenance notif" in r.getMessage()]
+
+
+@pytest.mark.parametrize("kind", ["server", "sentinel", "cluster"])
+def test_clients_made_from_urls_do_not_ask_redis_for_maintenance_notifications(
+    kind: str, redis_url: str, sentinel_url: str, cluster_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """redis-py 6.4+ asks every new connection for CLIENT MAINT_NOTIFICATIONS ("auto"),
+    which Redis before 8.2 refuses: a wasted round trip and a log line per connection."""
+    url = {"server": redis_url, "sentinel": sentinel_url, "cluster": cluster_url}[kind]
+    with caplog.at_level(logging.DEBUG, logger="redis"):
+        client = client_from_url(url)
+        client.set(f"maint-probe-{kind}", "1")
+        client.close()
+    assert _maintenance_lines(caplog) == []
+
+
+def test_without_redis_py_maintenance_notifications_clients_are_made_as_before(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older redis-py has no redis.maint_notifications: nothing is passed then."""
+    monkeypatch.setitem(sys.modules, "redis.maint_notifications", None)
+    options: dict[str, object] = {"socket_timeout": 5}
+    _without_maintenance_notifications(options)
+    assert options == {"socket_timeout": 5}
+    assert client_from_url(redis_url).ping()

@@ -340,6 +340,12 @@ def test_signal_ends_run_forever_process_with_exit_code_0_after_in_flight_handle
     process.send_signal(signum)
     signalled = time.monotonic()
     wait_for(lambda: f"received {signum.name}" in workers.log("w1"), PROCESS_DEADLINE)
+    # What the signal does, and how to stop at once, said when it is received.
+    again = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert (
+        f"received {signum.name}: stopping; the 3 handler(s) running have up to 10s to "
+        f"finish ({again} again stops at once)"
+    ) in workers.log("w1")
     time.sleep(0.1)
     # Due now, with free slots: a worker still claiming would start it at once.
     scheduling.set_timer(topic, "late", activate_in=0, timer_id="late")
