@@ -20,6 +20,7 @@ from ..jsonforms import (
     timer_json,
     timer_page_json,
     topics_json,
+    workers_json,
 )
 from ..scheduler import TimerScheduler
 from ..validation import check_timer_id, check_topic
@@ -170,6 +171,24 @@ class Routes:
         query(())
         return respond(purged_json(self.scheduler.purge_dead(topic)))
 
+    def list_workers(self) -> flask.Response:
+        query(())
+        return respond(workers_json(self.scheduler.workers()))
+
+    def metrics(self) -> flask.Response:
+        """Prometheus's text format: the topics' metrics, and this process's worker
+        metrics when its scheduler runs handlers. 501 without prometheus_client (imported
+        here, so that the rest of the API works without it)."""
+        query(())
+        try:
+            from .prometheus import metrics_text
+        except ImportError as exc:
+            raise ApiError(501, str(exc)) from exc
+        scheduler = self.scheduler
+        include_worker = scheduler.running and bool(scheduler.topics_handled)
+        body, content_type = metrics_text(scheduler, include_worker)
+        return flask.Response(body, 200, content_type=content_type)
+
 
 RULES: tuple[tuple[str, str, str, str], ...] = (
     # rule, endpoint, method, view
@@ -186,4 +205,6 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("/topics/<topic>/dead", "purge_dead", "DELETE", "purge_dead"),
     ("/topics/<topic>/dead/requeue", "requeue_all_dead", "POST", "requeue_all_dead"),
     ("/topics/<topic>/dead/<path:timer_id>/requeue", "requeue_dead", "POST", "requeue_dead"),
+    ("/workers", "workers", "GET", "list_workers"),
+    ("/metrics", "metrics", "GET", "metrics"),
 )
