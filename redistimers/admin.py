@@ -288,6 +288,6 @@ class TimerAdmin:
     def workers(self) -> list[WorkerInfo]:
         """What `TimerScheduler.workers` does (documented there)."""
         with self._tracker.translating():
-            _now_ms, stored = self._store.workers.live()
+            stored = self._store.workers.live()
         found = [info for info in map(worker_info, stored) if info is not None]
         return sorted(found, key=lambda w: (w.host, w.pid, w.worker_id))

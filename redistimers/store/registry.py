@@ -24,7 +24,7 @@ class StoredWorker:
 
 class WorkerRegistry:
     """Heartbeats in, live workers out: one command per heartbeat, two round trips per
-    listing, whatever the number of topics."""
+    listing (three when it finds expired records), whatever the number of topics."""
 
     def __init__(self, client: RedisClient, keys: Keys, scripts: Scripts) -> None:
         self._client = client
@@ -44,15 +44,12 @@ class WorkerRegistry:
         pipe.zrem(self._keys.workers, worker_id)
         pipe.execute()
 
-    def live(self) -> tuple[float, list[StoredWorker]]:
-        """The server's now (ms) and the records of the workers alive (those whose record
-        has not expired), in the order they were last seen; ids whose record expired are
-        dropped from the index."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zrange(self._keys.workers, 0, -1, withscores=True)
-        pipe.time()
-        entries, (seconds, micros) = pipe.execute()
-        now_ms = int(seconds) * 1000 + int(micros) / 1000
+    def live(self) -> list[StoredWorker]:
+        """The records of the workers alive (those whose record has not expired), in the
+        order they were last seen; ids whose record expired are dropped from the index."""
+        entries: list[tuple[bytes | str, float]] = self._client.zrange(  # type: ignore[assignment]
+            self._keys.workers, 0, -1, withscores=True
+        )
         ids = [text(worker_id) for worker_id, _score in entries]
         scores = [float(score) for _worker_id, score in entries]
         records: Sequence[bytes | str | None] = (
@@ -66,4 +63,4 @@ class WorkerRegistry:
                 live.append(StoredWorker(worker_id, text(record), score))
         if expired:
             self._client.zrem(self._keys.workers, *expired)
-        return now_ms, live
+        return live
