@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -16,7 +17,7 @@ SUMMARY_INTERVAL = 60.0
 
 def percentile(values: Sequence[float], fraction: float) -> float:
     """The value below which `fraction` of sorted `values` lie (nearest rank)."""
-    return values[min(len(values) - 1, max(0, round(fraction * len(values)) - 1))]
+    return values[min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))]
 
 
 class MinuteSummary:
