@@ -169,6 +169,8 @@ def test_a_user_with_exactly_the_readme_acl_rule_can_do_everything(
         wait_for(lambda: len(scheduler.dead_timers("jobs")) == 1, 15)
         wait_for(lambda: sorted(map(str, delivered)) == ["a", "b"], 15)
         assert scheduler.healthy
+        assert [w.worker_id for w in scheduler.workers()] == [scheduler.worker_id]
+    assert scheduler.workers() == []  # its heartbeat's record, removed at stop
     assert scheduler.metrics().redis_errors == 0
     assert scheduler.topics() == ["jobs"]
     assert scheduler.stats("jobs").pending == 2
@@ -227,6 +229,8 @@ def test_a_cluster_user_with_exactly_the_readme_rules_can_do_everything(
     with scheduler:
         wait_for(lambda: len(delivered) == 15, 15)
         assert scheduler.healthy
+        assert [w.worker_id for w in scheduler.workers()] == [scheduler.worker_id]
+    assert scheduler.workers() == []
     assert scheduler.metrics().redis_errors == 0
     assert scheduler.topics() == ["invoices"]
     assert scheduler.stats("invoices").pending == 1

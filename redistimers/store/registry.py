@@ -40,7 +40,7 @@ class WorkerRegistry:
     def leave(self, worker_id: str) -> None:
         """Remove the record of a worker that stops."""
         pipe = self._client.pipeline(transaction=False)
-        pipe.delete(self._keys.worker(worker_id))
+        pipe.unlink(self._keys.worker(worker_id))
         pipe.zrem(self._keys.workers, worker_id)
         pipe.execute()
 
