@@ -88,7 +88,8 @@ def worker_info(stored: StoredWorker) -> WorkerInfo | None:
 
 class Heartbeat:
     """Writes `describe()` to the registry at once and every `interval` seconds until
-    stopped, then removes it; and lets `summary` log at each beat."""
+    stopped, then removes it; and lets `summary` log at each beat. `server_now_ms`
+    estimates the Redis server's clock, by which records expire."""
 
     def __init__(
         self,
@@ -96,9 +97,11 @@ class Heartbeat:
         describe: Callable[[], WorkerRecord],
         interval: float,
         summary: MinuteSummary,
+        server_now_ms: Callable[[], float],
     ) -> None:
         self.worker_id = new_worker_id()
         self._registry = registry
+        self._server_now_ms = server_now_ms
         self._describe = describe
         self._interval = interval
         self._summary = summary
@@ -137,7 +140,7 @@ class Heartbeat:
         record = json.dumps(_converter.unstructure(self._describe()), separators=(",", ":"))
         ttl_ms = max(1, round(self._interval * MISSED_BEATS * 1000))
         try:
-            self._registry.beat(self.worker_id, record, ttl_ms)
+            self._registry.beat(self.worker_id, record, self._server_now_ms(), ttl_ms)
         except Exception as exc:
             seen = (type(exc).__name__, str(exc))
             if is_transient(exc):  # an outage: the poller reports it

@@ -554,7 +554,7 @@ class TimerScheduler:
                 self._started_ms = time.time() * 1000
                 self._heartbeat = Heartbeat(
                     self._store.workers, self._describe, self._heartbeat_interval,
-                    MinuteSummary(self._take_windows),
+                    MinuteSummary(self._take_windows), self._store.server_now_ms,
                 )
                 self._heartbeat.start()
         if not self._specs:

@@ -38,8 +38,7 @@ class Keys:
         self.namespace = namespace
         #: The set of topics that ever had a pending timer.
         self.topics = f"{namespace}:topics"
-        #: Live workers: their ids by last heartbeat (a sorted set), and beside it each
-        #: one's record; hash-tagged by the namespace, so that all are in one slot.
+        #: Live workers: a hash of worker id -> its last heartbeat and record.
         self.workers = f"{namespace}:workers:{{{namespace}}}"
         self._by_topic: dict[str, TopicKeys] = {}
 
@@ -48,10 +47,6 @@ class Keys:
         if keys is None:
             keys = self._by_topic[topic] = TopicKeys.of(self.namespace, topic)
         return keys
-
-    def worker(self, worker_id: str) -> str:
-        """Where a live worker's record is kept (it expires unless its heartbeat renews it)."""
-        return f"{self.workers}:{worker_id}"
 
     def claim_record(self, topic: str, claimer: str) -> str:
         """Where a claimer's last claim of `topic` is kept, to answer it again (claim.lua)."""

@@ -1,15 +1,19 @@
 """The registry of live workers: each started scheduler's record, renewed by its
-heartbeat, gone when it stops or a few heartbeats after it dies."""
+heartbeat, gone when it stops or a few heartbeats after it dies.
+
+One hash holds them all, worker id -> ``<seen ms>:<ttl ms>:<record>``: a heartbeat is one
+HSET, whatever the number of topics. A record whose ttl has passed since it was seen (by
+the Redis server's clock, which the worker estimates) is not listed, and is deleted by
+the listing that finds it.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import attrs
 
 from ..connect import RedisClient
 from .keys import Keys
-from .scripts import Op, Scripts, text
+from .scripts import text
 
 
 @attrs.frozen
@@ -23,44 +27,41 @@ class StoredWorker:
 
 
 class WorkerRegistry:
-    """Heartbeats in, live workers out: one command per heartbeat, two round trips per
-    listing (three when it finds expired records), whatever the number of topics."""
+    """Heartbeats in, live workers out."""
 
-    def __init__(self, client: RedisClient, keys: Keys, scripts: Scripts) -> None:
+    def __init__(self, client: RedisClient, keys: Keys) -> None:
         self._client = client
         self._keys = keys
-        self._scripts = scripts
 
-    def beat(self, worker_id: str, record: str, ttl_ms: int) -> float:
-        """Write the record of `worker_id`, kept for `ttl_ms`; returns the server's now (ms)."""
-        op = Op("heartbeat", "", "heartbeat",
-                (self._keys.workers, self._keys.worker(worker_id)), (worker_id, record, ttl_ms))
-        return float(text(self._scripts.run([op])[0]))
+    def beat(self, worker_id: str, record: str, seen_ms: float, ttl_ms: int) -> None:
+        """Write the record of `worker_id`, seen at `seen_ms` (the server's clock) and live
+        for `ttl_ms` after it."""
+        self._client.hset(self._keys.workers, worker_id, f"{seen_ms:.0f}:{ttl_ms}:{record}")
 
     def leave(self, worker_id: str) -> None:
         """Remove the record of a worker that stops."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.unlink(self._keys.worker(worker_id))
-        pipe.zrem(self._keys.workers, worker_id)
-        pipe.execute()
+        self._client.hdel(self._keys.workers, worker_id)
 
     def live(self) -> list[StoredWorker]:
-        """The records of the workers alive (those whose record has not expired), in the
-        order they were last seen; ids whose record expired are dropped from the index."""
-        entries: list[tuple[bytes | str, float]] = self._client.zrange(  # type: ignore[assignment]
-            self._keys.workers, 0, -1, withscores=True
-        )
-        ids = [text(worker_id) for worker_id, _score in entries]
-        scores = [float(score) for _worker_id, score in entries]
-        records: Sequence[bytes | str | None] = (
-            self._client.mget([self._keys.worker(i) for i in ids]) if ids else []
-        )
-        live, expired = [], []
-        for worker_id, score, record in zip(ids, scores, records, strict=True):
-            if record is None:
-                expired.append(worker_id)
+        """The records of the workers alive now, by the server's clock; records past their
+        ttl (or unreadable) are deleted."""
+        seconds, micros = self._client.time()
+        now_ms = int(seconds) * 1000 + int(micros) / 1000
+        entries: dict[bytes | str, bytes | str] = self._client.hgetall(self._keys.workers)
+        live, gone = [], []
+        for key, value in entries.items():
+            worker_id = text(key)
+            seen, _, rest = text(value).partition(":")
+            ttl, _, record = rest.partition(":")
+            try:
+                seen_ms, ttl_ms = float(seen), int(ttl)
+            except ValueError:
+                gone.append(worker_id)
+                continue
+            if seen_ms + ttl_ms < now_ms:
+                gone.append(worker_id)
             else:
-                live.append(StoredWorker(worker_id, text(record), score))
-        if expired:
-            self._client.zrem(self._keys.workers, *expired)
+                live.append(StoredWorker(worker_id, record, seen_ms))
+        if gone:
+            self._client.hdel(self._keys.workers, *gone)
         return live

@@ -20,7 +20,7 @@ from ..connect import RedisClient
 
 SCRIPT_NAMES = (
     "schedule", "claim", "ack", "retry", "extend", "solo", "bury", "cancel", "requeue",
-    "stats", "list", "get", "reschedule", "purge", "purge_dead", "heartbeat",
+    "stats", "list", "get", "reschedule", "purge", "purge_dead",
 )
 
 

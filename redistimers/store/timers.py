@@ -60,7 +60,7 @@ class TimerStore:
         #: Inspection and repair queries (counts, pages, moves, purges, dead letters).
         self.inspection = StoreInspection(client, self._keys, self._scripts, replication)
         #: The registry of live workers.
-        self.workers = WorkerRegistry(client, self._keys, self._scripts)
+        self.workers = WorkerRegistry(client, self._keys)
         #: Redis's clock minus this machine's, in ms, as of the last claim.
         self.clock_offset_ms = 0.0
 
