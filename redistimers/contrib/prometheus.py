@@ -284,9 +284,9 @@ def start_worker_metrics_server(
     except OSError as exc:
         raise ConfigurationError(
             f"cannot serve Prometheus metrics on {host}:{port}: {exc.strerror or exc} "
-            f"(is another process using port {port}? choose another with --metrics-port)"
+            f"(is another process using port {port}?)"
         ) from None
     served = MetricsServer(server, thread, host)
     shown = f"[{host}]" if ":" in host else host
-    log.info("Prometheus metrics of this worker on http://%s:%d/metrics", shown, served.port)
+    log.debug("Prometheus metrics of this worker on http://%s:%d/metrics", shown, served.port)
     return served
