@@ -224,8 +224,8 @@ def test_the_subcommands_are_those_the_parser_takes_with_their_help(
     """Web-framework integrations list the subcommands: subcommands() is the parser's."""
     named = subcommands()
     assert list(named) == [
-        "demo", "worker", "serve", "topics", "stats", "list", "get", "schedule", "cancel",
-        "reschedule", "purge", "dead",
+        "demo", "worker", "serve", "workers", "health", "topics", "stats", "list", "get",
+        "schedule", "cancel", "reschedule", "purge", "dead",
     ]
     assert all(named.values())
     listed = " ".join(build_parser().format_help().split())

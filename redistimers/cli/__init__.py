@@ -3,20 +3,22 @@
 ::
 
     redistimers worker myapp.tasks:router --concurrency 20
+    redistimers workers
+    redistimers health --topic invoices --max-lag 30s
     redistimers stats
     redistimers list invoices --limit 20
     redistimers schedule invoices --in 30m --id INV-1 --payload '{"invoice_id": "INV-1"}'
 
 Results print as aligned tables, or as JSON with ``--json``. Exit codes: 0 done, 1 not
-found, 2 bad input or Redis unreachable, with one line ``redistimers: error: ...`` on
-stderr. Unlike the library, which only logs, the command prints: it is user interface.
+found (``health``: unhealthy), 2 bad input or Redis unreachable, with one line
+``redistimers: error: ...`` on stderr. The options of ``worker`` and ``serve`` can be set
+by environment variables instead (environment.py). Unlike the library, which only logs,
+the command prints: it is user interface.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +27,8 @@ import redis
 from ..errors import RedisTimersError
 from ..scheduler import TimerScheduler
 from .context import Context
+from .environment import resolve
+from .logs import configure_logging, json_note
 from .output import CliError, Console
 from .parser import build_parser, subcommands
 
@@ -32,40 +36,6 @@ __all__ = ["build_parser", "main", "subcommands"]
 
 #: Commands that connect by themselves even when `main` is given a scheduler.
 OWN_CONNECTION = ("demo", "worker")
-#: Commands that run for long: their logs (at INFO) are what an operator watches.
-LONG_RUNNING = ("worker", "serve")
-
-
-#: Characters a log line must not carry to a terminal or a log file: C0 controls (ANSI
-#: escapes start with ESC), DEL and C1 controls (CSI), but tabs and the newlines of a
-#: traceback.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-class PlainFormatter(logging.Formatter):
-    """Log lines as plain text: a control character in a message (an escape sequence in
-    a client's request path, in a handler's message) is written as ``\\x1b``, so a log
-    line can neither colour nor rewrite the terminal or the log file it goes to."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", super().format(record))
-
-
-def _configure_logging(command: str, verbose: bool, level_name: str | None) -> None:
-    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    if command in LONG_RUNNING:
-        level = logging.DEBUG if verbose else getattr(logging, (level_name or "info").upper())
-        log_format = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    elif verbose:
-        level = logging.INFO
-    else:  # the command reports its own results and errors (the demo, errors too, as ever)
-        level = logging.ERROR if command == "demo" else logging.CRITICAL
-    if logging.root.handlers:  # configured already (as basicConfig would leave it)
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(PlainFormatter(log_format))
-    logging.root.addHandler(handler)
-    logging.root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None, *, scheduler: TimerScheduler | None = None) -> int:
@@ -83,12 +53,21 @@ def main(argv: Sequence[str] | None = None, *, scheduler: TimerScheduler | None 
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     console = Console(json_output=bool(getattr(args, "json", False)))
     given = None if args.command in OWN_CONNECTION else scheduler
+    try:
+        resolve(args, os.environ)  # the options not given as flags, from the environment
+    except CliError as exc:
+        console.error(str(exc))
+        return exc.code
+    log_format = getattr(args, "log_format", None)
     if given is None:
-        _configure_logging(args.command, args.verbose, getattr(args, "log_level", None))
+        configure_logging(args.command, args.verbose, getattr(args, "log_level", None),
+                          log_format)
+    if log_format == "json":  # every line of stderr a JSON object, but errors
+        console.note_format = json_note
     try:
         code: int = args.run(Context(args, console, given))
     except CliError as exc:
-        console.error(str(exc))
+        console.error(str(exc), exc.label)
         return exc.code
     except RedisTimersError as exc:
         console.error(str(exc))

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from .. import defaults
+from ..connect import client_from_url
 from ..scheduler import TimerScheduler
 from .output import CliError, Console
 
 #: Redis used when neither --redis-url nor $REDIS_URL says otherwise (as rq and celery do).
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Seconds a quick check (`health`) waits for Redis to connect or answer: a probe that
+#: runs every few seconds must not pile up behind a Redis that does not answer.
+PROBE_TIMEOUT = 1.0
 
 
 class Declined(CliError):
@@ -38,14 +44,13 @@ class Context:
 
     @property
     def redis_url(self) -> str:
-        url: str = self.args.redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+        """--redis-url, else $REDIS_URL (environment.resolve put it there), else the default."""
+        url: str = self.args.redis_url or DEFAULT_REDIS_URL
         return url
 
     @property
     def namespace(self) -> str:
-        namespace: str = (
-            self.args.namespace or os.environ.get("REDISTIMERS_NAMESPACE") or defaults.NAMESPACE
-        )
+        namespace: str = self.args.namespace or defaults.NAMESPACE
         return namespace
 
     @property
@@ -61,6 +66,19 @@ class Context:
             return self.given
         if self._made is None:
             self._made = TimerScheduler.from_url(self.redis_url, namespace=self.namespace)
+        return self._made
+
+    def probe_scheduler(self) -> TimerScheduler:
+        """A scheduler for a quick check (`health`): its connection gives up after
+        PROBE_TIMEOUT seconds, without retrying; the given one as it is."""
+        if self.given is not None:
+            return self.given
+        if self._made is None:
+            client = client_from_url(
+                self.redis_url, socket_connect_timeout=PROBE_TIMEOUT,
+                socket_timeout=PROBE_TIMEOUT, retry=Retry(NoBackoff(), 0),
+            )
+            self._made = TimerScheduler(client, namespace=self.namespace)
         return self._made
 
     def confirm(self, question: str) -> None:

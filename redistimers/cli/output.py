@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..jsonforms import payload_json
@@ -23,6 +23,8 @@ class CliError(Exception):
     """A command cannot do what it was asked: one line on stderr, exit code `code`."""
 
     code = 2
+    #: The word after ``redistimers:`` on that line.
+    label = "error"
 
 
 class NotFound(CliError):
@@ -36,21 +38,25 @@ class Console:
 
     def __init__(self, json_output: bool = False) -> None:
         self.json_output = json_output
+        #: How remarks are written, when not as they are (as JSON log lines, say).
+        self.note_format: Callable[[str], str] | None = None
 
     def line(self, text: str = "") -> None:
         print(text, file=sys.stdout, flush=True)
 
     def note(self, text: str) -> None:
         """A remark for the person at the terminal, kept out of the results (stderr)."""
-        print(text, file=sys.stderr, flush=True)
+        shown = text if self.note_format is None else self.note_format(text)
+        print(shown, file=sys.stderr, flush=True)
 
     def ask(self, question: str) -> str:
         """Ask on stderr (stdout may be piped), read the answer from stdin."""
         print(question, end="", file=sys.stderr, flush=True)
         return sys.stdin.readline()
 
-    def error(self, message: str) -> None:
-        print(f"redistimers: error: {one_line(message)}", file=sys.stderr, flush=True)
+    def error(self, message: str, label: str = "error") -> None:
+        """One line on stderr: ``redistimers: error: <message>`` (or another `label`)."""
+        print(f"redistimers: {label}: {one_line(message)}", file=sys.stderr, flush=True)
 
     def json(self, value: Any) -> None:
         """One JSON document: a value of redistimers.jsonforms, the HTTP API's vocabulary."""

