@@ -59,6 +59,8 @@ EVERY_ROUTE = [
     ("POST", "/topics/invoices/dead/requeue", NO_BODY),
     ("POST", "/topics/invoices/dead/INV-1/requeue", NO_BODY),
     ("DELETE", "/topics/invoices/dead", NO_BODY),
+    ("GET", "/workers", NO_BODY),
+    ("GET", "/metrics", NO_BODY),
 ]
 
 
