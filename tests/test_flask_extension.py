@@ -289,6 +289,7 @@ def test_proxies_act_on_the_current_apps_scheduler(make_app: AppFactory) -> None
         assert timers.requeue_dead("jobs") == 0
         assert timers.purge_dead("jobs") == 0
         assert timers.metrics().claimed == 0
+        assert timers.workers() == []  # nothing delivers here
 
 
 # -- handlers inside the app context -----------------------------------------------------

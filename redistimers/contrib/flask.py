@@ -264,3 +264,4 @@ class Timers:
     requeue_dead = _proxy(TimerScheduler.requeue_dead)
     purge_dead = _proxy(TimerScheduler.purge_dead)
     metrics = _proxy(TimerScheduler.metrics)
+    workers = _proxy(TimerScheduler.workers)
