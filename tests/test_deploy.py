@@ -112,9 +112,9 @@ def wait_delivered(timers: TimerScheduler, timer_id: str, logs: list[Path]) -> s
     try:
         wait_for(delivered, DEADLINE, interval=0.05)
     except AssertionError as exc:
-        raise AssertionError(
-            exc, *(path.read_text(errors="replace") for path in logs if path.exists())
-        ) from exc
+        shown = "\n".join(f"--- {path.name} ---\n{path.read_text(errors='replace')}"
+                          for path in logs if path.exists())
+        raise AssertionError(f"{exc}: timer {timer_id} not delivered\n{shown}") from exc
     for path in logs:
         for line in path.read_text(errors="replace").splitlines():
             if timer_id in line:
@@ -158,7 +158,9 @@ def test_supervisord_runs_two_workers_that_deliver_and_stop_cleanly(
         "/var/log/supervisor": str(tmp_path),
         "/var/log/reminders": str(tmp_path),
         'REDIS_URL="redis://localhost:6379/0"': f'REDIS_URL="{redis_url}"',
-        '"946%(process_num)d"': f'"{prefix}%(process_num)d"',
+        'REDISTIMERS_METRICS_PORT="946%(process_num)d"':
+            f'REDISTIMERS_METRICS_HOST="127.0.0.1",'
+            f'REDISTIMERS_METRICS_PORT="{prefix}%(process_num)d"',
     }))
     bin_folder = Path(sys.executable).parent
     supervisorctl = [str(bin_folder / "supervisorctl"), "-c", str(config)]
@@ -478,6 +480,32 @@ def test_compose_web_and_two_workers_deliver_and_their_health_checks_follow(
     assert down.returncode == 2, down
 
     assert processes.stop("web", signal.SIGTERM, seconds(services["web"]["stop_grace_period"])) == 0
+
+
+def test_the_example_web_app_schedules_refuses_bad_input_and_answers_503_without_redis(
+    redis_url: str, timers: TimerScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    from reminders.web import create_app
+
+    monkeypatch.setenv("REDISTIMERS_NAMESPACE", NAMESPACE)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    client = create_app().test_client()
+    created = client.post("/reminders", json={"user": "ada", "text": "stand up", "in": 60})
+    assert created.status_code == 201
+    timer = timers.get_timer(TOPICS[0], created.json["id"])
+    assert timer is not None
+    assert timer.payload == {"user": "ada", "text": "stand up"}
+    assert client.post("/trials/ada").status_code == 201
+    assert timers.get_timer(TOPICS[1], "ada") is not None
+    assert client.post("/reminders", json={"user": "ada"}).status_code == 400
+    assert client.post("/reminders", json={"user": "a", "text": "b", "in": -1}).status_code == 400
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port()}/0")
+    offline = create_app().test_client()
+    assert offline.get("/healthz").status_code == 200  # no Redis needed
+    down = offline.post("/reminders", json={"user": "ada", "text": "stand up"})
+    assert (down.status_code, down.headers["Retry-After"]) == (503, "5")
 
 
 # -- README ----------------------------------------------------------------------------------------
