@@ -328,11 +328,16 @@ def test_dockerfile_copies_files_that_exist_and_runs_commands_the_cli_reads() ->
     build = compose_file()["x-app"]["build"]
     assert (COMPOSE.parent / build["context"]).resolve() == REPO
     assert (REPO / build["dockerfile"]).resolve() == DOCKERFILE
+    copied: list[str] = []
     for keyword, arguments in instructions:
         if keyword == "COPY":
-            *sources, _target = shlex.split(arguments)
-            for source in sources:
-                assert (REPO / source).exists(), f"COPY {source}: no such file in the context"
+            copied += shlex.split(arguments)[:-1]
+    for source in copied:
+        assert (REPO / source).exists(), f"COPY {source}: no such file in the context"
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore  # the build context sends nothing but ...
+    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    assert sorted(allowed) == sorted(copied)  # ... what the Dockerfile copies
     [install] = [a for k, a in instructions if k == "RUN" and "pip install" in a]
     assert "[flask,prometheus]" in install, install
     assert "gunicorn" in install, install
