@@ -516,17 +516,31 @@ def test_the_example_web_app_schedules_refuses_bad_input_and_answers_503_without
 # -- README ----------------------------------------------------------------------------------------
 
 
+NOTES = Path("/work/notes/readme_deploy.rst")
+
+
+def find_deploying(text: str) -> str | None:
+    """The "Deploying" section of `text`, up to the next section of its level."""
+    found = re.search(r"^Deploying\n-{9}\n.*?(?=^\S[^\n]*\n-+\n|\Z)", text, re.M | re.S)
+    return found[0] if found else None
+
+
 def deploying_section() -> tuple[Path, str]:
     """README.rst's "Deploying" section once it is there, else its draft in the notes."""
     readme = REPO / "README.rst"
-    text = readme.read_text()
-    found = re.search(r"^Deploying\n-{9}\n.*?(?=^\S.*\n-+\n|\Z)", text, re.M | re.S)
-    if found:
-        return readme, found[0]
-    notes = Path("/work/notes/readme_deploy.rst")
-    if not notes.exists():
+    section = find_deploying(readme.read_text())
+    if section is not None:
+        return readme, section
+    if not NOTES.exists():
         pytest.skip("README.rst has no Deploying section, and its draft is not here")
-    return notes, notes.read_text()
+    return NOTES, NOTES.read_text()
+
+
+def test_the_deploying_section_is_found_whole_among_others() -> None:
+    _source, section = deploying_section()
+    readme = "Title\n=====\n\nBefore\n------\n\ntext\n\n" + section.rstrip("\n")
+    after = "\n\nConfiguration\n-------------\n\nmore\n"
+    assert find_deploying(readme + after) == section.rstrip("\n") + "\n\n"
 
 
 def shown_files(text: str) -> dict[str, str]:
