@@ -597,7 +597,9 @@ class TimerScheduler:
         gracefully; a second signal stops at once, without waiting for running handlers.
 
         Waits for a Redis that does not answer yet; raises RedisAuthenticationError or
-        RedisPermissionError, once stopped, if Redis refuses the credentials or permissions.
+        RedisPermissionError, once stopped, if Redis refuses the credentials or permissions,
+        and SchedulerStateError if its threads end without being stopped (so that a process
+        supervisor sees a failure, and restarts the worker).
         """
         stop_requested = threading.Event()
         timeout = [shutdown_timeout]
@@ -631,9 +633,13 @@ class TimerScheduler:
         try:
             self.start()
             poller = started[0] = self._poller
+            ended = False
             while not stop_requested.wait(0.5):
-                if self._poller is not poller or poller is None or not poller.alive:
-                    break  # stopped from elsewhere, or its threads ended
+                if self._poller is not poller or poller is None:
+                    break  # stopped from elsewhere
+                if not poller.alive:
+                    ended = True
+                    break
         finally:
             self.stop(timeout[0])
             for handled, handler in previous.items():
@@ -641,6 +647,10 @@ class TimerScheduler:
         refused = self._refused()
         if refused is not None:
             raise refused
+        if ended:  # a supervisor should restart this worker: say so with a failure
+            raise SchedulerStateError(
+                "the scheduler's worker threads ended without being stopped (see the log)"
+            )
 
     def run_pending(self) -> int:
         """Deliver every timer due now, one at a time in this thread; return how many ran.

@@ -145,3 +145,31 @@ def test_a_pub_sub_connection_that_stops_answering_is_replaced_and_wake_ups_flow
         make_scheduler().set_timer("ticks", "after", activate_in=0.2)
         handler.wait_calls(1, timeout=3)
     assert handler.payloads == ["after"]
+
+
+def test_run_forever_fails_when_its_threads_end_without_a_stop(
+    recording: RecordingFactory,
+) -> None:
+    """A worker whose threads are gone delivers nothing: run_forever says so with an error
+    (`redistimers worker` then exits non-zero), so that its supervisor restarts it."""
+    scheduler, _handler = recording("ticks")
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            scheduler.run_forever(shutdown_timeout=1)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: scheduler.running, 5)
+    engines = scheduler._poller
+    assert engines is not None
+    engines.stop_now()  # the threads end, and nobody called stop()
+    thread.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], SchedulerStateError)
+    assert "threads ended without being stopped" in str(outcome[0])
+    assert not scheduler.running
