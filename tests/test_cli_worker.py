@@ -4,8 +4,10 @@ imports, and what the command's parser and banner show."""
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import importlib.metadata
 import json
+import os
 import re
 import shutil
 import signal
@@ -26,7 +28,7 @@ from redistimers.failures import redacted_url
 from redistimers.testing import ENV_BINARY, RedisServer, find_redis_server
 
 from ._cli_support import ENVIRONMENT, PROCESS_DEADLINE, Cli, assert_one_error_line, cli_runner
-from .helpers import REPO, cli_command, cli_environment, wait_for
+from .helpers import REPO, cli_command, cli_environment, closed_port, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -260,3 +262,79 @@ def test_the_worker_banner_never_shows_a_password(url: str, shown: str) -> None:
 )
 def test_durations_read_like_the_ones_the_command_accepts(seconds: float, shown: str) -> None:
     assert duration(dt.timedelta(seconds=seconds)) == shown
+
+
+# -- worker --metrics-port ------------------------------------------------------------------
+
+
+def _scrape(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        assert response.status == 200
+        return response.read().decode()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("by", ["flag", "environment"])
+def test_worker_serves_its_metrics_where_it_says_until_it_stops(
+    redis_client: redis.Redis, redis_url: str, tmp_path: Path,
+    worker_process: Callable[..., subprocess.Popen[str]], by: str,
+) -> None:
+    port = closed_port()
+    if by == "flag":
+        argv = ["--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+        env = {}
+    else:
+        argv = []
+        env = {"REDISTIMERS_METRICS_PORT": str(port), "REDISTIMERS_METRICS_HOST": "127.0.0.1"}
+    process = worker_process("worker", "tests._cli_app:router", *argv, REDIS_URL=redis_url,
+                             **env)
+    log = tmp_path / "worker-0.log"
+    served = (f"redistimers worker {process.pid}: Prometheus metrics on "
+              f"http://127.0.0.1:{port}/metrics")
+    wait_for(lambda: served in log.read_text() or process.poll() is not None, PROCESS_DEADLINE)
+    assert served in log.read_text(), log.read_text()
+    TimerScheduler.from_url(redis_url).set_timer("cli-jobs", 1, activate_in=0)
+    wait_for(lambda: redis_client.llen("cli-test:delivered") == 1, PROCESS_DEADLINE)
+    wait_for(lambda: 'redistimers_deliveries_total{outcome="succeeded",topic="cli-jobs"} 1.0'
+             in _scrape(port), PROCESS_DEADLINE)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(PROCESS_DEADLINE) == 0
+    with pytest.raises(ConnectionRefusedError):
+        _scrape(port)
+    assert "Traceback" not in log.read_text()
+
+
+def test_worker_refuses_a_metrics_port_in_use_with_one_line(cli: Cli) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("worker", "tests._cli_app:router", "--metrics-port", str(port),
+                     "--metrics-host", "127.0.0.1")
+    assert_one_error_line(result, 2, f"--metrics-port {port}: cannot serve Prometheus metrics "
+                          f"on 127.0.0.1:{port}", "in use")
+    assert result.out == ""
+
+
+@pytest.mark.slow
+def test_worker_without_prometheus_client_says_which_extra_to_install(
+    redis_url: str, tmp_path: Path, worker_process: Callable[..., subprocess.Popen[str]],
+) -> None:
+    missing = tmp_path / "without" / "prometheus_client"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'prometheus_client'\", "
+        "name='prometheus_client')\n"
+    )
+    process = worker_process("worker", "tests._cli_app:router", "--metrics-port", "0",
+                             REDIS_URL=redis_url, PYTHONPATH=f"{missing.parent}{os.pathsep}{REPO}")
+    assert process.wait(PROCESS_DEADLINE) == 2
+    assert (tmp_path / "worker-0.log").read_text() == (
+        "redistimers: error: --metrics-port needs prometheus_client: install "
+        "redistimers[prometheus] (pip install 'redistimers[prometheus]')\n"
+    )
