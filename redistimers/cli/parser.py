@@ -227,7 +227,7 @@ def build_parser() -> ArgumentParser:
     health_command.add_argument(
         "--max-lag", type=duration, metavar="DURATION",
         help="unhealthy when the oldest due timer of a --topic (of every topic, without "
-        "--topic) waits longer than this",
+        "--topic) has waited this long or longer",
     )
     health_command.add_argument("-q", "--quiet", action="store_true",
                                 help="print nothing when healthy")
