@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from redis.cluster import RedisCluster
 from redistimers import Router, TimerScheduler
 from redistimers.testing import RedisClusterNodes, RedisSentinelGroup, RedisServer
 
+from ._cli_processes import CliProcesses, cli_processes
 from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory, ServerFactory
 
 
@@ -199,3 +201,10 @@ def down_redis() -> Iterator[RedisServer]:
 
     with down_redis_server() as server:
         yield server
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[CliProcesses]:
+    """Real `redistimers` processes of this test (tests/_cli_processes.py), killed after it."""
+    with cli_processes(tmp_path) as started:
+        yield started

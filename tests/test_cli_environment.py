@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,9 @@ from redistimers.cli import build_parser
 from redistimers.cli.environment import SETTINGS, Setting, applies, resolve
 from redistimers.cli.output import CliError
 
+from ._cli_processes import CliProcesses
 from ._cli_support import PROCESS_DEADLINE, Cli, assert_one_error_line, cli_runner
 from .helpers import closed_port, wait_for
-from .test_cli_workers import CliProcesses, cli_processes
 
 ROUTER = "tests._cli_app:router"
 
@@ -117,12 +117,6 @@ def _no_settings_of_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
     return cli_runner(redis_url, capsys)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[CliProcesses]:
-    with cli_processes(tmp_path) as started:
-        yield started
 
 
 def test_every_variable_of_the_table_is_tried_here() -> None:
@@ -273,3 +267,13 @@ def test_serve_configured_only_by_the_environment_listens_where_told(
     assert get("/topics") == (200, b'{"topics":["invoices"]}')
     server.send_signal(signal.SIGTERM)
     assert server.wait(PROCESS_DEADLINE) == 0
+
+
+def test_the_readme_lists_every_variable_with_its_flag_and_no_other() -> None:
+    """README.rst's table of environment variables is the CLI's table."""
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text()
+    start = readme.index("\nvariable                           flag")
+    table = readme[start:readme.index("\nA worker configured by its environment alone", start)]
+    rows = re.findall(r"^``([A-Z_]+)``\s+(``[^`]+``(?:/``[^`]+``)?)", table, re.M)
+    listed = {variable: flag.replace("``", "") for variable, flag in rows}
+    assert listed == {s.variable: s.flag for s in SETTINGS}

@@ -12,8 +12,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -24,9 +22,9 @@ from redistimers.cli.environment import SETTINGS
 from redistimers.store import WorkerRegistry
 from redistimers.store.keys import Keys
 
+from ._cli_processes import CliProcesses, start_worker
 from ._cli_support import PROCESS_DEADLINE, Cli, Result, cli_runner
 from .helpers import REPO, SchedulerFactory, ServerFactory, cli_command, closed_port, wait_for
-from .test_cli_workers import CliProcesses, cli_processes, start_worker
 
 UTC = dt.timezone.utc
 
@@ -37,12 +35,6 @@ def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture
     for setting in SETTINGS:
         monkeypatch.delenv(setting.variable, raising=False)
     return cli_runner(redis_url, capsys)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[CliProcesses]:
-    with cli_processes(tmp_path) as started:
-        yield started
 
 
 def assert_unhealthy(result: Result, why: str) -> None:

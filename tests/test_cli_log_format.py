@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ import redis
 from redistimers import TimerScheduler
 from redistimers.cli.logs import JsonFormatter
 
+from ._cli_processes import CliProcesses
 from ._cli_support import PROCESS_DEADLINE
 from .helpers import REPO, wait_for
-from .test_cli_workers import CliProcesses, cli_processes
 
 #: Lines of redis-py's DEBUG chatter that a worker at debug must not show.
 REDIS_CHATTER = "Failed to enable maintenance notifications"
@@ -53,12 +52,6 @@ def broken(payload: int) -> None:
 '''
 
 DELIVERY_FIELDS = {"topic", "timer_id", "attempt", "outcome", "lateness_ms", "duration_ms"}
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[CliProcesses]:
-    with cli_processes(tmp_path) as started:
-        yield started
 
 
 @pytest.fixture
