@@ -53,6 +53,12 @@ class WorkerRecord:
     heartbeat_ms: int
 
 
+#: The totals a record carries, named as in Metrics.
+_TOTALS = ("delivered", "succeeded", "retried", "dead_lettered", "failed")
+#: The fields of a WorkerInfo that are the record's own, as written.
+_AS_RECORDED = ("host", "pid", "version", "namespace", "topics", "running", *_TOTALS, "healthy")
+
+
 def new_worker_id() -> str:
     """A worker's id: its host and pid, and a random part (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -68,18 +74,7 @@ def worker_info(stored: StoredWorker) -> WorkerInfo | None:
         return None
     return WorkerInfo(
         worker_id=stored.worker_id,
-        host=record.host,
-        pid=record.pid,
-        version=record.version,
-        namespace=record.namespace,
-        topics=record.topics,
-        running=record.running,
-        delivered=record.delivered,
-        succeeded=record.succeeded,
-        retried=record.retried,
-        dead_lettered=record.dead_lettered,
-        failed=record.failed,
-        healthy=record.healthy,
+        **{name: getattr(record, name) for name in _AS_RECORDED},
         started_at=datetime_of_ms(record.started_ms),
         last_seen=datetime_of_ms(stored.seen_ms),
         heartbeat_interval=dt.timedelta(milliseconds=record.heartbeat_ms),
@@ -175,11 +170,7 @@ def worker_record(
         namespace=namespace,
         topics=dict(topics),
         running=dict(metrics.in_flight),
-        delivered=metrics.delivered,
-        succeeded=metrics.succeeded,
-        retried=metrics.retried,
-        dead_lettered=metrics.dead_lettered,
-        failed=metrics.failed,
+        **{name: getattr(metrics, name) for name in _TOTALS},
         healthy=healthy,
         started_ms=started_ms,
         heartbeat_ms=round(interval * 1000),

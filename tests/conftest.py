@@ -12,9 +12,11 @@ import redis
 from redis.cluster import RedisCluster
 
 from redistimers import Router, TimerScheduler
+from redistimers.cli.environment import SETTINGS
 from redistimers.testing import RedisClusterNodes, RedisSentinelGroup, RedisServer
 
 from ._cli_processes import CliProcesses, cli_processes
+from ._cli_support import Cli, cli_runner
 from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory, ServerFactory
 
 
@@ -208,3 +210,15 @@ def processes(tmp_path: Path) -> Iterator[CliProcesses]:
     """Real `redistimers` processes of this test (tests/_cli_processes.py), killed after it."""
     with cli_processes(tmp_path) as started:
         yield started
+
+
+@pytest.fixture
+def cli(
+    redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Cli:
+    """`redistimers` run in this process on the session's Redis (flushed), with none of the
+    runner's environment variables of its options (REDISTIMERS_CONCURRENCY and the like)."""
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.variable, raising=False)
+    return cli_runner(redis_url, capsys)

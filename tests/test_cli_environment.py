@@ -21,7 +21,7 @@ from redistimers.cli.environment import SETTINGS, Setting, applies, resolve
 from redistimers.cli.output import CliError
 
 from ._cli_processes import CliProcesses
-from ._cli_support import PROCESS_DEADLINE, Cli, assert_one_error_line, cli_runner
+from ._cli_support import PROCESS_DEADLINE, Cli, assert_one_error_line
 from .helpers import closed_port, wait_for
 
 ROUTER = "tests._cli_app:router"
@@ -112,11 +112,6 @@ def parsed(argv: list[str], environ: dict[str, str]) -> Any:
 def _no_settings_of_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     for setting in SETTINGS:
         monkeypatch.delenv(setting.variable, raising=False)
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return cli_runner(redis_url, capsys)
 
 
 def test_every_variable_of_the_table_is_tried_here() -> None:

@@ -18,23 +18,14 @@ import redis
 
 from redistimers import Router, TimerScheduler
 from redistimers.cli.context import PROBE_TIMEOUT
-from redistimers.cli.environment import SETTINGS
 from redistimers.store import WorkerRegistry
 from redistimers.store.keys import Keys
 
 from ._cli_processes import CliProcesses, start_worker
-from ._cli_support import PROCESS_DEADLINE, Cli, Result, cli_runner
+from ._cli_support import PROCESS_DEADLINE, Cli, Result
 from .helpers import REPO, SchedulerFactory, ServerFactory, cli_command, closed_port, wait_for
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for setting in SETTINGS:
-        monkeypatch.delenv(setting.variable, raising=False)
-    return cli_runner(redis_url, capsys)
 
 
 def assert_unhealthy(result: Result, why: str) -> None:

@@ -23,7 +23,6 @@ from ._cli_support import (
     Cli,
     Result,
     assert_one_error_line,
-    cli_runner,
     failing_router,
 )
 from .helpers import (
@@ -43,11 +42,6 @@ from .helpers import (
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return cli_runner(redis_url, capsys)
 
 
 # -- bad options: one line, exit 2, nothing written -------------------------------------------

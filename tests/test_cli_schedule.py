@@ -16,7 +16,7 @@ import redis
 
 from redistimers import InvalidTimerError
 
-from ._cli_support import ENVIRONMENT, Cli, assert_one_error_line, cli_runner, table_fields
+from ._cli_support import ENVIRONMENT, Cli, assert_one_error_line, table_fields
 from .helpers import UTC, SchedulerFactory
 
 
@@ -24,11 +24,6 @@ from .helpers import UTC, SchedulerFactory
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return cli_runner(redis_url, capsys)
 
 
 # -- schedule and get -------------------------------------------------------------------------

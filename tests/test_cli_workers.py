@@ -11,20 +11,11 @@ import pytest
 import redis
 
 from redistimers import TimerScheduler
-from redistimers.cli.environment import SETTINGS
 from redistimers.jsonforms import workers_json
 
 from ._cli_processes import CliProcesses, start_worker
-from ._cli_support import PROCESS_DEADLINE, Cli, cli_runner
+from ._cli_support import PROCESS_DEADLINE, Cli
 from .helpers import wait_for
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for setting in SETTINGS:
-        monkeypatch.delenv(setting.variable, raising=False)
-    return cli_runner(redis_url, capsys)
 
 
 def table_rows(out: str) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ from redistimers import PayloadTypeError, Router, TimerInfo, TimerScheduler
 from redistimers.codec import converter
 from redistimers.inputs import topic_payload
 
-from ._cli_support import Cli, cli_runner
+from ._cli_support import Cli
 from ._http_support import ServeFactory, api_servers, dead_letter_scheduler, redis_state
 from .helpers import REPO, RecordingFactory, SchedulerFactory, running, server_now, wait_for
 
@@ -52,11 +52,6 @@ def typed_router() -> Router:
 def serve_api(make_scheduler: SchedulerFactory) -> Iterator[ServeFactory]:
     with api_servers(make_scheduler) as serve:
         yield serve
-
-
-@pytest.fixture
-def cli(redis_client: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return cli_runner(redis_url, capsys)
 
 
 # -- one rule for payloads --------------------------------------------------------------------
