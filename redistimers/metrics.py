@@ -130,7 +130,7 @@ class _TopicCounts:
         self.lateness_sum = 0.0
 
     def add(self, other: _TopicCounts) -> None:
-        self.counts.update(other.counts)
+        self.counts.update(dict(other.counts))
         self.durations = [a + b for a, b in zip(self.durations, other.durations, strict=True)]
         self.duration_sum += other.duration_sum
         self.lateness = [a + b for a, b in zip(self.lateness, other.lateness, strict=True)]
@@ -214,11 +214,12 @@ class MetricsCounter:
         in_flight: Mapping[str, int], others: Sequence[MetricsCounter] = (),
     ) -> Metrics:
         """The counts, with those of `others` (the counters of other pollers) added."""
-        counts = Counter(self.counts)
+        # Read while the poller threads write: each dict is copied at once (one C call,
+        # which no thread interrupts) before it is iterated.
+        counts: Counter[str] = Counter()
         by_topic: dict[str, _TopicCounts] = {}
         for counter in (self, *others):
-            if counter is not self:
-                counts.update(counter.counts)
+            counts.update(dict(counter.counts))
             for topic, per_topic in list(counter.by_topic.items()):
                 by_topic.setdefault(topic, _TopicCounts()).add(per_topic)
         topics = {topic: _topic_metrics(topic, c) for topic, c in sorted(by_topic.items())}
