@@ -14,7 +14,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -35,10 +35,10 @@ MAX_TRACEBACK_CHARS = 4000
 OutcomeKind = Literal["ack", "reject", "retry", "bury", "release"]
 
 
-@attrs.frozen
-class Outcome:
+class Outcome(NamedTuple):
     """What to do with a delivered timer: remove it (or move a periodic one to its next
-    occurrence), try it again later, hand it back, or bury it in the dead letters."""
+    occurrence), try it again later, hand it back, or bury it in the dead letters. (A
+    NamedTuple: one is made per delivery, and a tuple is made in a fraction of the time.)"""
 
     kind: OutcomeKind
     delay_ms: int = 0

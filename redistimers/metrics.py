@@ -117,24 +117,41 @@ class Metrics:
     topics: Mapping[str, TopicMetrics] = attrs.field(factory=dict)
 
 
-class _TopicCounts:
-    """The mutable counts of one topic."""
+#: Outcome kinds in the order of the count lists below.
+_KINDS = tuple(OUTCOME_NAMES)
+_KIND_INDEX = {kind: index for index, kind in enumerate(_KINDS)}
+_RELEASE = _KIND_INDEX["release"]
 
-    __slots__ = ("counts", "duration_sum", "durations", "lateness", "lateness_sum")
+
+class _TopicCounts:
+    """The mutable counts of one topic (lists and ints: counted for every delivery, by the
+    thread that also claims and settles, so each costs little)."""
+
+    __slots__ = ("duration_sum", "durations", "failed", "lateness", "lateness_sum", "outcomes")
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+        self.outcomes = [0] * len(_KINDS)
+        self.failed = 0
         self.durations = [0] * (len(DURATION_BUCKETS) + 1)
         self.duration_sum = 0.0
         self.lateness = [0] * (len(LATENESS_BUCKETS) + 1)
         self.lateness_sum = 0.0
 
     def add(self, other: _TopicCounts) -> None:
-        self.counts.update(dict(other.counts))
+        self.outcomes = [a + b for a, b in zip(self.outcomes, other.outcomes, strict=True)]
+        self.failed += other.failed
         self.durations = [a + b for a, b in zip(self.durations, other.durations, strict=True)]
         self.duration_sum += other.duration_sum
         self.lateness = [a + b for a, b in zip(self.lateness, other.lateness, strict=True)]
         self.lateness_sum += other.lateness_sum
+
+    def by_name(self) -> dict[str, int]:
+        """The outcome counts by name, with ``delivered`` and ``failed``."""
+        named = {OUTCOME_NAMES[kind]: count for kind, count in zip(_KINDS, self.outcomes,
+                                                                    strict=True)}
+        named["delivered"] = sum(self.outcomes) - self.outcomes[_RELEASE]
+        named["failed"] = self.failed
+        return named
 
 
 @attrs.frozen
@@ -150,50 +167,55 @@ class Window:
     lateness: list[float]
 
 
+class _WindowCounts:
+    """The mutable counts of the current window."""
+
+    __slots__ = ("failed", "outcomes", "sample", "seen")
+
+    def __init__(self) -> None:
+        self.outcomes = [0] * len(_KINDS)
+        self.failed = 0
+        self.seen = 0
+        self.sample: list[float] = []
+
+
 class MetricsCounter:
     """The mutable counts behind `Metrics`. Written by one thread at a time: the poller
     thread, or the caller of run_pending (which cannot run while the poller does)."""
 
     def __init__(self) -> None:
+        #: Counts other than the outcomes of deliveries (claimed, lease_renewals, ...).
         self.counts: Counter[str] = Counter()
         self.by_topic: dict[str, _TopicCounts] = {}
-        self._window: Counter[str] = Counter()
-        self._window_lateness: list[float] = []
+        self._window = _WindowCounts()
 
     def finished(
         self, topic: str, kind: str, failed: bool, lateness_s: float, duration_s: float
     ) -> None:
         """Count a delivery whose handler ended (or that was handed back: "release")."""
-        name = OUTCOME_NAMES[kind]
-        counts = self.counts
-        counts[name] += 1
+        index = _KIND_INDEX[kind]
         per_topic = self.by_topic.get(topic)
         if per_topic is None:
             per_topic = self.by_topic[topic] = _TopicCounts()
-        per_topic.counts[name] += 1
-        if kind == "release":  # no handler ran
+        per_topic.outcomes[index] += 1
+        if index == _RELEASE:  # no handler ran
             return
-        counts["delivered"] += 1
-        per_topic.counts["delivered"] += 1
         window = self._window
-        window["delivered"] += 1
-        window[name] += 1
+        window.outcomes[index] += 1
         if failed:
-            counts["failed"] += 1
-            per_topic.counts["failed"] += 1
-            window["failed"] += 1
+            per_topic.failed += 1
+            window.failed += 1
         per_topic.durations[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1
         per_topic.duration_sum += duration_s
         per_topic.lateness[bisect.bisect_left(LATENESS_BUCKETS, lateness_s)] += 1
         per_topic.lateness_sum += lateness_s
-        sample = self._window_lateness
-        seen = window["delivered"]
-        if seen <= _WINDOW_SAMPLE:
-            sample.append(lateness_s)
+        window.seen += 1
+        if window.seen <= _WINDOW_SAMPLE:
+            window.sample.append(lateness_s)
         else:  # reservoir sampling: every delivery of the window equally likely kept
-            slot = random.randrange(seen)
+            slot = int(random.random() * window.seen)
             if slot < _WINDOW_SAMPLE:
-                sample[slot] = lateness_s
+                window.sample[slot] = lateness_s
 
     def add(self, name: str, count: int = 1) -> None:
         self.counts[name] += count
@@ -201,12 +223,13 @@ class MetricsCounter:
     def take_window(self) -> Window:
         """What was delivered since the last call, and start a new window. Called from
         another thread: a delivery counted at the same moment may fall in either window."""
-        window, self._window = self._window, Counter()
-        lateness, self._window_lateness = self._window_lateness, []
+        window, self._window = self._window, _WindowCounts()
+        named = dict(zip((OUTCOME_NAMES[kind] for kind in _KINDS), window.outcomes,
+                         strict=True))
         return Window(
-            delivered=window["delivered"], succeeded=window["succeeded"],
-            retried=window["retried"], dead_lettered=window["dead_lettered"],
-            failed=window["failed"], lateness=lateness,
+            delivered=window.seen, succeeded=named["succeeded"], retried=named["retried"],
+            dead_lettered=named["dead_lettered"], failed=window.failed,
+            lateness=window.sample,
         )
 
     def snapshot(
@@ -222,6 +245,8 @@ class MetricsCounter:
             counts.update(dict(counter.counts))
             for topic, per_topic in list(counter.by_topic.items()):
                 by_topic.setdefault(topic, _TopicCounts()).add(per_topic)
+        for per_topic in by_topic.values():
+            counts.update(per_topic.by_name())
         topics = {topic: _topic_metrics(topic, c) for topic, c in sorted(by_topic.items())}
         return Metrics(
             **{name: counts[name] for name in _NAMES},
@@ -234,9 +259,10 @@ class MetricsCounter:
 
 
 def _topic_metrics(topic: str, counts: _TopicCounts) -> TopicMetrics:
+    named = counts.by_name()
     return TopicMetrics(
         topic,
-        **{name: counts.counts[name] for name in _TOPIC_NAMES},
+        **{name: named[name] for name in _TOPIC_NAMES},
         handler_seconds=Histogram(DURATION_BUCKETS, tuple(counts.durations), counts.duration_sum),
         lateness_seconds=Histogram(LATENESS_BUCKETS, tuple(counts.lateness), counts.lateness_sum),
     )
