@@ -117,6 +117,9 @@ class Metrics:
     topics: Mapping[str, TopicMetrics] = attrs.field(factory=dict)
 
 
+_bucket = bisect.bisect_left
+_random = random.random
+
 #: Outcome kinds in the order of the count lists below.
 _KINDS = tuple(OUTCOME_NAMES)
 _KIND_INDEX = {kind: index for index, kind in enumerate(_KINDS)}
@@ -205,15 +208,15 @@ class MetricsCounter:
         if failed:
             per_topic.failed += 1
             window.failed += 1
-        per_topic.durations[bisect.bisect_left(DURATION_BUCKETS, duration_s)] += 1
+        per_topic.durations[_bucket(DURATION_BUCKETS, duration_s)] += 1
         per_topic.duration_sum += duration_s
-        per_topic.lateness[bisect.bisect_left(LATENESS_BUCKETS, lateness_s)] += 1
+        per_topic.lateness[_bucket(LATENESS_BUCKETS, lateness_s)] += 1
         per_topic.lateness_sum += lateness_s
-        window.seen += 1
-        if window.seen <= _WINDOW_SAMPLE:
+        seen = window.seen = window.seen + 1
+        if seen <= _WINDOW_SAMPLE:
             window.sample.append(lateness_s)
         else:  # reservoir sampling: every delivery of the window equally likely kept
-            slot = int(random.random() * window.seen)
+            slot = int(_random() * seen)
             if slot < _WINDOW_SAMPLE:
                 window.sample[slot] = lateness_s
 
