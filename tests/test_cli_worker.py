@@ -126,7 +126,7 @@ def test_worker_delivers_a_timer_scheduled_by_the_command_and_exits_0_on_sigterm
     assert "delivering cli-jobs (max 3)" in log
     assert "namespace 'cli-ns'" in log
     assert "received SIGTERM" in log
-    assert "stopped; 1 delivered" in log
+    assert "stopped; 1 delivered (1 succeeded, 0 to retry, 0 dead-lettered, 0 rejected)" in log
     assert "Traceback" not in log
     assert redis_client.zcard("cli-ns:{cli-jobs}:due") == 0  # delivered timers are removed
 

@@ -205,8 +205,9 @@ def worker(ctx: Context) -> int:
         scheduler.run_forever(shutdown_timeout=timeout.total_seconds())
     done = scheduler.metrics()
     ctx.console.note(
-        f"redistimers worker {pid}: stopped; {done.succeeded} delivered, {done.retried} to "
-        f"retry, {done.dead_lettered} dead-lettered, {done.rejected} rejected"
+        f"redistimers worker {pid}: stopped; {done.delivered} delivered ({done.succeeded} "
+        f"succeeded, {done.retried} to retry, {done.dead_lettered} dead-lettered, "
+        f"{done.rejected} rejected)"
     )
     return 0
 
