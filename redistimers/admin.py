@@ -19,13 +19,24 @@ from .codec import Envelope, EnvelopeError, decode_envelope, structure_payload
 from .deadletters import dead_timer_of
 from .errors import InvalidTimerError
 from .liveness import worker_info
-from .models import DeadTimer, TimerInfo, TimerPage, TopicStats, WorkerInfo
+from .models import (
+    DeadTimer,
+    DueForecast,
+    ServerInfo,
+    TimerInfo,
+    TimerPage,
+    TopicStats,
+    WorkerInfo,
+)
 from .outage import OutageTracker
 from .router import HandlerSpec
 from .store import TimerStore
 from .validation import check_due, check_timer_id, check_topic, datetime_of_ms
 
 log = logging.getLogger("redistimers.admin")
+
+#: Most minutes `due_per_minute` counts: a day, one pipelined ZCOUNT each.
+MAX_FORECAST_MINUTES = 24 * 60
 
 
 def _count(name: str, value: object, minimum: int) -> int:
@@ -192,17 +203,22 @@ class TimerAdmin:
         due_before: dt.datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        id_prefix: str | None = None,
     ) -> TimerPage:
         """What `TimerScheduler.list_timers` does (documented there)."""
         topic = check_topic(topic)
         _count("limit", limit, 1)
+        if id_prefix is not None and not isinstance(id_prefix, str):
+            raise InvalidTimerError(f"id_prefix must be a str, got {type(id_prefix).__name__}")
         after = decode_cursor(cursor) if cursor is not None else None
         before_ms = None
         if due_before is not None:
             due = check_due(None, due_before)
             before_ms = due.at_ms
         with self._tracker.translating():
-            now, listed = self._inspection.list_page(topic, after, before_ms, limit)
+            now, listed = self._inspection.list_page(
+                topic, after, before_ms, limit, id_prefix or ""
+            )
         timers = [
             self.timer_info(
                 topic, item.timer_id, item.envelope, item.score_ms, now, item.attempts, item.leased
@@ -284,6 +300,29 @@ class TimerAdmin:
         topic = check_topic(topic)
         with self._tracker.translating():
             return self._inspection.purge_dead(topic)
+
+    def due_per_minute(self, topic: str, minutes: int = 60) -> DueForecast:
+        """What `TimerScheduler.due_per_minute` does (documented there)."""
+        topic = check_topic(topic)
+        _count("minutes", minutes, 0)
+        if minutes > MAX_FORECAST_MINUTES:
+            raise InvalidTimerError(
+                f"minutes must be at most {MAX_FORECAST_MINUTES}, got {minutes!r}"
+            )
+        with self._tracker.translating():
+            now_ms = self._store.server_time_ms()
+            counts = self._inspection.due_per_minute(topic, now_ms, minutes)
+        return DueForecast(topic=topic, start=datetime_of_ms(now_ms), counts=counts)
+
+    def server_info(self) -> ServerInfo:
+        """What `TimerScheduler.server_info` does (documented there)."""
+        with self._tracker.translating():
+            stored = self._inspection.server_info()
+        return ServerInfo(
+            version=stored.version,
+            used_memory=stored.used_memory,
+            maxmemory=stored.maxmemory or None,
+        )
 
     def workers(self) -> list[WorkerInfo]:
         """What `TimerScheduler.workers` does (documented there)."""

@@ -147,3 +147,26 @@ class WorkerInfo:
     last_seen: dt.datetime
     #: How often it writes its heartbeat; its record expires after a few missed ones.
     heartbeat_interval: dt.timedelta
+
+
+@attrs.frozen
+class ServerInfo:
+    """The Redis server, from `TimerScheduler.server_info`: for dashboards and checks."""
+
+    #: As INFO reports it, e.g. "7.2.4".
+    version: str
+    #: Bytes Redis uses now.
+    used_memory: int
+    #: Its memory limit in bytes (None: no limit set).
+    maxmemory: int | None
+
+
+@attrs.frozen
+class DueForecast:
+    """How many timers of a topic fall due in each coming minute, from
+    `TimerScheduler.due_per_minute`: ``counts[i]`` from ``start + i`` minutes."""
+
+    topic: str
+    #: The Redis server's now when counted (aware, UTC): the first minute starts here.
+    start: dt.datetime
+    counts: list[int]

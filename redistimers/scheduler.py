@@ -32,7 +32,17 @@ from .errors import (
 from .failures import describe_location, describe_user
 from .liveness import Heartbeat, WorkerRecord, worker_record
 from .metrics import Metrics, MetricsCounter, Window
-from .models import DeadTimer, Delivery, TimerInfo, TimerPage, TimerSpec, TopicStats, WorkerInfo
+from .models import (
+    DeadTimer,
+    Delivery,
+    DueForecast,
+    ServerInfo,
+    TimerInfo,
+    TimerPage,
+    TimerSpec,
+    TopicStats,
+    WorkerInfo,
+)
 from .outage import OutageTracker
 from .periodic import check_period
 from .poller import Poller
@@ -432,11 +442,15 @@ class TimerScheduler:
         due_before: dt.datetime | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        id_prefix: str | None = None,
     ) -> TimerPage:
         """A page of `topic`'s pending timers in due order (leased ones at their lease's
         expiry). Pass the page's `cursor` to get the next one; it stays exact while timers
-        come and go. `due_before` (aware) keeps only timers due before it."""
-        return self._admin.list_timers(topic, due_before=due_before, limit=limit, cursor=cursor)
+        come and go. `due_before` (aware) keeps only timers due before it; `id_prefix`
+        only those whose ids start with it (pass the same filters with the cursor)."""
+        return self._admin.list_timers(
+            topic, due_before=due_before, limit=limit, cursor=cursor, id_prefix=id_prefix
+        )
 
     def reschedule(
         self,
@@ -497,6 +511,15 @@ class TimerScheduler:
             sum(t.errors for t in trackers), sum(t.outages for t in trackers),
             sum(t.full_count for t in trackers), in_flight, self._engine_metrics,
         )
+
+    def due_per_minute(self, topic: str, minutes: int = 60) -> DueForecast:
+        """How many of `topic`'s timers fall due in each of the next `minutes` minutes
+        (at most a day) by the Redis server's clock: for a chart of the load ahead."""
+        return self._admin.due_per_minute(topic, minutes)
+
+    def server_info(self) -> ServerInfo:
+        """The Redis server's version and memory (used, and its limit), from INFO."""
+        return self._admin.server_info()
 
     def workers(self) -> list[WorkerInfo]:
         """The live workers of this namespace: every started scheduler with handlers, in

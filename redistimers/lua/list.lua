@@ -1,18 +1,22 @@
 -- A page of one topic's timers in due order, after a cursor (score, id).
 -- KEYS: due, body, lease, attempts
 -- ARGV: cursor score ('-inf' for the first page), cursor id ('' for the first page),
---       latest due score to include ('+inf' for all, '(<ms>' for before <ms>), page size
+--       latest due score to include ('+inf' for all, '(<ms>' for before <ms>), page size,
+--       and optionally an id prefix ('' or absent: every id)
 -- The page starts right after the cursor's (score, id) in the set's own order (score,
 -- then id byte by byte), found by rank in O(log n): straight after the cursor's timer if
 -- it is still there with that score, else by a binary search of the run of timers with
 -- that score. So a boundary inside a run of equal due times stays exact while timers come
 -- and go, and a page costs the same at the start of a million timers as at the end.
+-- With an id prefix, timers whose ids do not start with it are walked past (not counted),
+-- so a page still holds `limit` matching timers and its cursor is the last one shown.
 -- Returns {server now ms, then per timer: id, score, 1 if leased else 0, attempts, body}.
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
 local out = {string.format('%.3f', now)}
 local after_score, after_id = ARGV[1], ARGV[2]
 local limit = tonumber(ARGV[4])
+local prefix = ARGV[5] or ''
 local max_score, max_open = math.huge, false
 if ARGV[3] ~= '+inf' then
   if string.sub(ARGV[3], 1, 1) == '(' then
@@ -63,7 +67,10 @@ while not done and found < limit do
       done = true
       break
     end
-    local body = redis.call('HGET', KEYS[2], id)
+    local body = false
+    if prefix == '' or string.sub(id, 1, #prefix) == prefix then
+      body = redis.call('HGET', KEYS[2], id)
+    end
     if body then
       found = found + 1
       out[#out + 1] = id

@@ -2,7 +2,14 @@
 by tokens; several operations go to Redis in one pipelined round trip through `Batch`."""
 
 from .batch import Batch, ClaimedTimer, ClaimResult, new_claimer_id
-from .inspection import DeadRecord, ListedTimer, StoredStats, StoredTimer, StoreInspection
+from .inspection import (
+    DeadRecord,
+    ListedTimer,
+    StoredServerInfo,
+    StoredStats,
+    StoredTimer,
+    StoreInspection,
+)
 from .keys import Keys, TopicKeys
 from .registry import StoredWorker, WorkerRegistry
 from .scripts import SCRIPT_NAMES, NotReplicated, Op, Replication, script_sha
@@ -21,6 +28,7 @@ __all__ = [
     "Replication",
     "ScheduleEntry",
     "StoreInspection",
+    "StoredServerInfo",
     "StoredStats",
     "StoredTimer",
     "StoredWorker",

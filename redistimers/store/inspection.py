@@ -51,6 +51,16 @@ class ListedTimer:
 
 
 @attrs.frozen
+class StoredServerInfo:
+    """What INFO says of the Redis server: its version and memory, in bytes."""
+
+    version: str
+    used_memory: int
+    #: 0 when no limit is set.
+    maxmemory: int
+
+
+@attrs.frozen
 class DeadRecord:
     """A dead-lettered timer as stored."""
 
@@ -99,14 +109,17 @@ class StoreInspection:
         ] if ops else []
 
     def list_page(
-        self, topic: str, after: tuple[str, str] | None, due_before_ms: float | None, limit: int
+        self, topic: str, after: tuple[str, str] | None, due_before_ms: float | None, limit: int,
+        id_prefix: str = "",
     ) -> tuple[float, list[ListedTimer]]:
-        """A page of timers in due order after `after` (a score as Redis wrote it, an id)."""
+        """A page of timers in due order after `after` (a score as Redis wrote it, an id),
+        only those whose ids start with `id_prefix` (every one when it is "")."""
         k = self._keys.topic(topic)
         args = (
             *(after or ("-inf", "")),
             "+inf" if due_before_ms is None else f"({due_before_ms!r}",
             limit,
+            id_prefix,
         )
         op = Op("list", topic, "list", (k.due, k.body, k.lease, k.attempts), args)
         reply = self._scripts.run([op])
@@ -122,6 +135,28 @@ class StoreInspection:
             )
             for i in range(0, len(items), 5)
         ]
+
+    def due_per_minute(self, topic: str, start_ms: float, minutes: int) -> list[int]:
+        """How many timers of `topic` fall due in each of `minutes` minutes from `start_ms`
+        (leased ones at their lease's expiry): a ZCOUNT per minute, in one round trip."""
+        due = self._keys.topic(topic).due
+        pipe: Any = self._client.pipeline(transaction=False)
+        for minute in range(minutes):
+            low = start_ms + minute * 60_000
+            pipe.zcount(due, repr(low), f"({low + 60_000!r}")
+        return [int(n) for n in pipe.execute()] if minutes else []
+
+    def server_info(self) -> StoredServerInfo:
+        """The server's version and memory from INFO (no keys: on a Cluster, the node the
+        client picks answers)."""
+        info: Any = self._client.info()
+        if "redis_version" not in info and info:  # a Cluster's answer: by node
+            info = next(iter(info.values()))
+        return StoredServerInfo(
+            version=str(info.get("redis_version", "")),
+            used_memory=int(info.get("used_memory", 0)),
+            maxmemory=int(info.get("maxmemory", 0)),
+        )
 
     def reschedule(
         self, topic: str, timer_id: str, at_ms: float | None, delay_ms: float | None
