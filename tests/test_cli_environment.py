@@ -63,6 +63,7 @@ EXAMPLES: dict[str, Example] = {
     "REDISTIMERS_API_TOKEN": Example("env-token", "env-token", ["--token", "flag-token"],
                                      "flag-token"),
     "REDISTIMERS_INSECURE": Example("on", True, ["--insecure"], True),
+    "REDISTIMERS_READ_ONLY": Example("yes", True, ["--read-only"], True),
 }
 
 #: A bad value of each variable whose flag checks its value, and what is said of it.
@@ -80,6 +81,7 @@ BAD: dict[str, tuple[str, str]] = {
     "REDISTIMERS_METRICS_PORT": ("70000", "70000 is not a port number (0 to 65535)"),
     "REDISTIMERS_PORT": ("http", "'http' is not a port number"),
     "REDISTIMERS_INSECURE": ("2", "'2' is not one of 1, true, yes, on, 0, false, no, off"),
+    "REDISTIMERS_READ_ONLY": ("x", "'x' is not one of 1, true, yes, on, 0, false, no, off"),
 }
 #: Variables any text is good for: a URL is checked when connecting, a module when
 #: importing; a blank host (refused as a flag) is an unset variable.

@@ -68,6 +68,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("token", "--token", "REDISTIMERS_API_TOKEN", str, None, ("serve",)),
     Setting("insecure", "--insecure", "REDISTIMERS_INSECURE", argtypes.boolean, False,
             ("serve",)),
+    Setting("read_only", "--read-only", "REDISTIMERS_READ_ONLY", argtypes.boolean, False,
+            ("serve",)),
 )
 
 _BY_DEST = {setting.dest: setting for setting in SETTINGS}

@@ -206,6 +206,8 @@ def build_parser() -> ArgumentParser:
         "token", "bearer token clients must send (prefer the variable: arguments show in ps)"))
     serve.add_argument("--insecure", action="store_true", default=None, help=variable_help(
         "insecure", "serve without a token (only on a loopback address)"))
+    serve.add_argument("--read-only", action="store_true", default=None, help=variable_help(
+        "read_only", "refuse every change (API writes and dashboard actions get 403)"))
     _logging_options(serve)
     serve.set_defaults(run=run.serve)
 

@@ -230,7 +230,8 @@ def serve(ctx: Context) -> int:
     token = args.token or None  # --token, else $REDISTIMERS_API_TOKEN (environment.resolve)
     http_api.check_serve_settings(args.host, token, args.insecure)  # before connecting
     http_api.serve(
-        ctx.scheduler(), host=args.host, port=args.port, token=token, insecure=args.insecure
+        ctx.scheduler(), host=args.host, port=args.port, token=token, insecure=args.insecure,
+        read_only=args.read_only,
     )
     return 0
 

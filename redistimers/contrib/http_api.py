@@ -102,6 +102,12 @@ EVICTION_REPORT_S = 60.0
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
+#: The dashboard's blueprint, nested in the API's (its endpoints' middle name).
+DASHBOARD = "redistimers_dashboard"
+#: Methods a read-only API refuses.
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class _Unset(enum.Enum):
     FROM_ENVIRONMENT = "from the environment"
 
@@ -114,6 +120,8 @@ def create_blueprint(
     *,
     token: str | None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    dashboard: bool = False,
+    read_only: bool = False,
 ) -> flask.Blueprint:
     """The HTTP admin API of `scheduler` as a Flask blueprint (mount it with a url_prefix).
 
@@ -122,12 +130,19 @@ def create_blueprint(
     `token=None` leaves the API open, for an application that authenticates requests
     itself. Bodies over `max_body_bytes` are refused with 413. Each request is logged at
     INFO to ``redistimers.http``.
+
+    `dashboard` adds the web dashboard at the prefix's ``/`` and under ``/ui/`` (off by
+    default: it adds HTML pages to the host's site); its pages take a session cookie got
+    by signing in with the token. `read_only` refuses every POST, PATCH and DELETE with
+    403, the dashboard's actions too, and shows no action.
     """
-    return _blueprint(scheduler, token, max_body_bytes, whole_app=False)
+    return _blueprint(scheduler, token, max_body_bytes, whole_app=False,
+                      dashboard=dashboard, read_only=read_only)
 
 
 def _blueprint(
-    scheduler: TimerScheduler, token: str | None, max_body_bytes: int, whole_app: bool
+    scheduler: TimerScheduler, token: str | None, max_body_bytes: int, whole_app: bool,
+    dashboard: bool = False, read_only: bool = False,
 ) -> flask.Blueprint:
     """The blueprint; `whole_app` guards every path of the app, not only the prefix's."""
     if not isinstance(scheduler, TimerScheduler):
@@ -146,9 +161,10 @@ def _blueprint(
         # An app-level hook: it runs even when routing failed, where blueprint hooks do not.
         name = f"{state.name_prefix}.{state.name}".lstrip(".")
         prefix = "" if whole_app else (state.url_prefix or "")
-        state.app.before_request(
-            _guard(expected, max_body_bytes, prefix, None if whole_app else name + ".")
-        )
+        state.app.before_request(_guard(
+            expected, max_body_bytes, prefix, None if whole_app else name + ".",
+            f"{name}.{DASHBOARD}." if dashboard else None, read_only,
+        ))
 
     @blueprint.errorhandler(ApiError)
     def refused(exc: ApiError) -> flask.Response:
@@ -169,6 +185,12 @@ def _blueprint(
 
     for rule, endpoint, method, view in RULES:
         blueprint.add_url_rule(rule, endpoint, getattr(routes, view), methods=[method])
+    if dashboard:
+        from .dashboard import dashboard_blueprint
+
+        blueprint.register_blueprint(
+            dashboard_blueprint(scheduler, token=token, read_only=read_only)
+        )
     return blueprint
 
 
@@ -178,11 +200,14 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def _guard(
-    expected: bytes | None, max_body_bytes: int, prefix: str, endpoints: str | None
+    expected: bytes | None, max_body_bytes: int, prefix: str, endpoints: str | None,
+    dashboard: str | None = None, read_only: bool = False,
 ) -> Callable[[], flask.Response | None]:
     """The check of every request under `prefix`, routed or not: it is logged, then needs
     the token before anything else is told (even whether the path exists). Requests
-    routed to endpoints not starting with `endpoints` (the host app's) are left alone."""
+    routed to endpoints not starting with `endpoints` (the host app's) are left alone;
+    those routed to the dashboard's (starting with `dashboard`) are left to its own gate,
+    which takes a session cookie too. `read_only`: writes are refused with 403."""
 
     def guard() -> flask.Response | None:
         request = flask.request
@@ -194,6 +219,10 @@ def _guard(
         ):
             return None
         flask.after_this_request(_access_log(time.perf_counter()))
+        if dashboard is not None and rule is not None and (rule.endpoint or "").startswith(
+            dashboard
+        ):
+            return None
         try:
             if expected is not None:
                 authenticate(expected)
@@ -203,6 +232,8 @@ def _guard(
             length = request.content_length
             if length is not None and length > max_body_bytes:
                 raise ApiError(413, f"the body is larger than {max_body_bytes} bytes")
+            if read_only and request.method in _WRITES:
+                raise ApiError(403, "this API is read-only: it changes nothing")
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.field, exc.headers)
         return None
@@ -242,6 +273,8 @@ def create_app(
     token: str | _Unset | None = _Unset.FROM_ENVIRONMENT,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     url_prefix: str = "",
+    dashboard: bool = True,
+    read_only: bool = False,
 ) -> flask.Flask:
     """A Flask application serving only the HTTP admin API (errors as JSON too); without
     the token every request gets 401, whatever its path.
@@ -250,6 +283,8 @@ def create_app(
     ``$REDISTIMERS_NAMESPACE`` (default "redistimers"), without connecting yet: this is
     ``gunicorn 'redistimers.contrib.http_api:create_app()'``. Without `token`, it is
     ``$REDISTIMERS_API_TOKEN`` (required); ``token=None`` serves without one.
+    `dashboard` serves the web dashboard at ``/`` and under ``/ui/`` (as
+    `create_blueprint`); `read_only` refuses every write with 403.
     """
     from_environment = scheduler is None
     if scheduler is None:
@@ -260,7 +295,8 @@ def create_app(
         _log_to_stderr_unless_configured()
     app = flask.Flask(__name__, static_folder=None)
     app.register_blueprint(
-        _blueprint(scheduler, token, max_body_bytes, whole_app=True),
+        _blueprint(scheduler, token, max_body_bytes, whole_app=True, dashboard=dashboard,
+                   read_only=read_only),
         url_prefix=url_prefix or None,
     )
     app.register_error_handler(HTTPException, _http_error)
@@ -428,8 +464,10 @@ def serve(
     port: int = 8080,
     token: str | None = None,
     insecure: bool = False,
+    read_only: bool = False,
 ) -> None:
-    """Serve the HTTP admin API on waitress until SIGINT or SIGTERM, then let requests in
+    """Serve the HTTP admin API and its dashboard (at ``/``; `read_only`: no writes) on
+    waitress until SIGINT or SIGTERM, then let requests in
     progress finish (up to SHUTDOWN_GRACE_S seconds).
 
     At most CONNECTION_LIMIT connections and SERVE_THREADS threads whatever the clients
@@ -442,7 +480,7 @@ def serve(
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ConfigurationError(f"port must be an int from 0 to 65535, got {port!r}")
     check_serve_settings(host, token, insecure)
-    app = create_app(scheduler, token=token)
+    app = create_app(scheduler, token=token, read_only=read_only)
     sock = _listen(host, port)
     socket_map: dict[int, Any] = {}  # waitress's dispatchers, by file descriptor
     try:
