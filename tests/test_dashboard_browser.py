@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -32,6 +33,7 @@ from .test_serve import server_process
 pytestmark = pytest.mark.slow
 
 TOKEN = "browser-test-token"
+T = TypeVar("T")
 #: Where the README's screenshot is kept.
 SCREENSHOT = REPO / "docs" / "dashboard.png"
 
@@ -106,6 +108,17 @@ def submit(browser: webdriver.Chrome, form: WebElement) -> None:
     wait_for(lambda: browser.find_elements(By.ID, "message"), 10)
 
 
+def fresh(browser: webdriver.Chrome, read: Callable[[], T]) -> T:
+    """`read()` of elements the overview's refresh may replace meanwhile: tried again
+    when they were replaced between finding and reading them."""
+    for _ in range(20):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    return read()
+
+
 def assert_no_alert(browser: webdriver.Chrome) -> None:
     try:
         text = browser.switch_to.alert.text
@@ -137,18 +150,23 @@ def test_the_overview_shows_what_stats_returns_and_the_live_workers(
         sign_in(browser, dashboard)
         assert browser.current_url.rstrip("/") == dashboard.base  # the token is gone
         stats = scheduling.stats()
-        rows = {r.get_attribute("data-topic"): r for r in
-                browser.find_elements(By.CSS_SELECTOR, "table#topics tr[data-topic]")}
-        assert set(rows) == set(stats)
+        def shown() -> tuple[dict[str, dict[str, str]], dict[str, str], list[str]]:
+            rows = browser.find_elements(By.CSS_SELECTOR, "table#topics tr[data-topic]")
+            workers = browser.find_elements(By.CSS_SELECTOR, "table#workers tr[data-worker-id]")
+            return ({r.get_attribute("data-topic") or "": cells(r) for r in rows},
+                    {r.get_attribute("data-topic") or "": r.text for r in rows},
+                    [w.get_attribute("data-worker-id") or "" for w in workers])
+
+        topics, texts, workers = fresh(browser, shown)
+        assert set(topics) == set(stats)
         for topic, counts in stats.items():
-            shown = cells(rows[topic])
-            assert (shown["pending"], shown["due"], shown["leased"], shown["dead"]) == tuple(
+            row = topics[topic]
+            assert (row["pending"], row["due"], row["leased"], row["dead"]) == tuple(
                 str(n) for n in (counts.pending, counts.due, counts.leased, counts.dead)
             ), topic
-        assert float(cells(rows["lagging"])["lag"]) >= 0
-        assert "1,234" in rows["idle"].text  # thousands separators
-        (worker_row,) = browser.find_elements(By.CSS_SELECTOR, "table#workers tr[data-worker-id]")
-        assert worker_row.get_attribute("data-worker-id") == worker.worker_id
+        assert float(topics["lagging"]["lag"]) >= 0
+        assert "1,234" in texts["idle"]  # thousands separators
+        assert workers == [worker.worker_id]
         redis_info = browser.find_element(By.ID, "redis")
         assert redis_info.get_attribute("data-version")
         assert int(redis_info.get_attribute("data-used-memory") or 0) > 0
@@ -169,11 +187,26 @@ def test_the_overview_refreshes_by_itself_without_reloading(
     scheduling.set_timers([TimerSpec("growing", i, activate_in=3600) for i in range(9)])
 
     def pending() -> str:
-        row = browser.find_element(By.CSS_SELECTOR, 'table#topics tr[data-topic="growing"]')
-        return cells(row)["pending"]
+        return fresh(browser, lambda: cells(browser.find_element(
+            By.CSS_SELECTOR, 'table#topics tr[data-topic="growing"]'))["pending"])
 
     wait_for(lambda: pending() == "10", 15)
-    assert browser.execute_script("return window.__notReloaded === true;")
+    # A new topic and a worker that starts show up too, with working links.
+    router = Router()
+    router.handler("appearing")(lambda payload: None)
+    worker = make_scheduler(router, heartbeat_interval=0.2)
+    scheduling.set_timer("appearing", 1, activate_in=3600, timer_id="new-1")
+    with worker:
+        wait_for(lambda: browser.find_elements(
+            By.CSS_SELECTOR, f'table#workers tr[data-worker-id="{worker.worker_id}"]'), 15)
+        assert fresh(browser, lambda: cells(browser.find_element(
+            By.CSS_SELECTOR, 'table#topics tr[data-topic="appearing"]'))["pending"]) == "1"
+        assert not browser.find_element(By.ID, "no-workers").is_displayed()
+        assert browser.execute_script("return window.__notReloaded === true;")
+        fresh(browser, lambda: browser.find_element(
+            By.CSS_SELECTOR, 'table#topics tr[data-topic="appearing"] td.topic a').click())
+        wait_for(lambda: browser.find_elements(
+            By.CSS_SELECTOR, 'table#timers tr[data-timer-id="new-1"]'), 10)
 
 
 def test_the_overview_says_when_redis_cannot_be_reached(

@@ -50,13 +50,15 @@ class Pages:
         return flask.jsonify({
             "topics": [
                 {"topic": s.topic, "pending": s.pending, "due": s.due, "leased": s.leased,
-                 "dead": s.dead, "lag": lag_seconds(s)}
+                 "dead": s.dead, "lag": lag_seconds(s),
+                 "url": flask.url_for(".topic", topic=s.topic),
+                 "dead_url": flask.url_for(".dead", topic=s.topic)}
                 for s in trouble_first(self.scheduler.stats())
             ],
             "workers": [
                 {"worker_id": w.worker_id, "host": w.host, "pid": w.pid,
                  "topics": sorted(w.topics), "running": sum(w.running.values()),
-                 "delivered": w.delivered, "failed": w.failed,
+                 "delivered": w.delivered, "failed": w.failed, "healthy": w.healthy,
                  "last_seen": w.last_seen.isoformat()}
                 for w in self.scheduler.workers()
             ],

@@ -1,4 +1,5 @@
-// redistimers dashboard: local times, confirmations, and the overview's refresh.
+// redistimers dashboard: local times, confirmations, and the overview's refresh (its
+// topics and live workers, rebuilt every 5 s).
 // Every value is set as text (textContent), never as markup.
 (function () {
   "use strict";
@@ -36,12 +37,69 @@
     return r + " s";
   }
 
-  function setCell(row, name, value, text) {
-    var cell = row.querySelector("td." + name);
-    if (!cell) { return; }
-    cell.setAttribute("data-value", value === null ? "" : String(value));
-    var link = cell.querySelector("a");
-    (link || cell).textContent = text;
+  function cell(className, value, text) {
+    var td = document.createElement("td");
+    td.className = className;
+    if (value !== undefined) { td.setAttribute("data-value", value === null ? "" : String(value)); }
+    td.textContent = text;
+    return td;
+  }
+
+  function link(href, text) {
+    var a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    return a;
+  }
+
+  function topicRow(t) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-topic", t.topic);
+    if (t.dead > 0 || t.lag !== null) { row.className = "trouble"; }
+    var name = cell("topic");
+    name.appendChild(link(t.url, t.topic));
+    row.appendChild(name);
+    ["pending", "due", "leased"].forEach(function (key) {
+      row.appendChild(cell("num " + key, t[key], numbers.format(t[key])));
+    });
+    var dead = cell("num dead", t.dead, t.dead ? "" : "0");
+    if (t.dead) { dead.appendChild(link(t.dead_url, numbers.format(t.dead))); }
+    row.appendChild(dead);
+    row.appendChild(cell("num lag", t.lag === null ? null : t.lag.toFixed(3),
+                         t.lag === null ? "\u2013" : span(t.lag)));
+    return row;
+  }
+
+  function workerRow(w) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-worker-id", w.worker_id);
+    if (!w.healthy) { row.className = "trouble"; }
+    row.appendChild(cell("", undefined, w.host + (w.healthy ? "" : " (unhealthy)")));
+    row.appendChild(cell("num", undefined, String(w.pid)));
+    row.appendChild(cell("", undefined, w.topics.join(", ")));
+    row.appendChild(cell("num running", w.running, numbers.format(w.running)));
+    row.appendChild(cell("num delivered", w.delivered, numbers.format(w.delivered)));
+    row.appendChild(cell("num failed", w.failed, numbers.format(w.failed)));
+    var seen = (Date.now() - new Date(w.last_seen).getTime()) / 1000;
+    var last = document.createElement("td");
+    var time = document.createElement("time");
+    time.setAttribute("datetime", w.last_seen);
+    time.title = new Date(w.last_seen).toLocaleString();
+    time.textContent = seen < 1 ? "just now" : span(seen) + " ago";
+    last.appendChild(time);
+    row.appendChild(last);
+    return row;
+  }
+
+  function showIf(id, shown) {
+    var el = document.getElementById(id);
+    if (el) { el.hidden = !shown; }
+  }
+
+  function replaceRows(table, rows) {
+    var body = table.querySelector("tbody");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    rows.forEach(function (row) { body.appendChild(row); });
   }
 
   function refresh(table, status) {
@@ -54,23 +112,17 @@
         return response.json();
       }, function () { throw new Error("API unreachable"); })
       .then(function (data) {
-        var seen = {};
-        data.topics.forEach(function (t) {
-          seen[t.topic] = true;
-          var row = table.querySelector('tr[data-topic="' + CSS.escape(t.topic) + '"]');
-          if (!row) { status.textContent = "New topics: reload the page"; return; }
-          ["pending", "due", "leased", "dead"].forEach(function (name) {
-            setCell(row, name, t[name], numbers.format(t[name]));
-          });
-          setCell(row, "lag", t.lag, t.lag === null ? "–" : span(t.lag));
-          row.classList.toggle("trouble", t.dead > 0 || t.lag !== null);
-        });
+        replaceRows(table, data.topics.map(topicRow));
+        showIf("no-topics", data.topics.length === 0);
+        var workers = document.querySelector("table#workers");
+        if (workers) { replaceRows(workers, data.workers.map(workerRow)); }
+        showIf("no-workers", data.workers.length === 0);
         var redis = document.getElementById("redis");
         if (redis) {
           redis.setAttribute("data-version", data.redis.version);
           redis.setAttribute("data-used-memory", String(data.redis.used_memory));
         }
-        if (status.textContent.indexOf("New topics") !== 0) { status.textContent = ""; }
+        status.textContent = "";
       })
       .catch(function (error) { status.textContent = error.message; });
   }
