@@ -136,6 +136,8 @@ def worker_json(worker: WorkerInfo) -> Json:
         "started_at": iso(worker.started_at),
         "last_seen": iso(worker.last_seen),
         "heartbeat_interval_s": seconds(worker.heartbeat_interval),
+        "delivered_per_topic": dict(worker.delivered_per_topic),
+        "failed_per_topic": dict(worker.failed_per_topic),
     }
 
 

@@ -51,12 +51,16 @@ class WorkerRecord:
     healthy: bool
     started_ms: float
     heartbeat_ms: int
+    #: Per topic (absent from the records of versions before them).
+    delivered_per_topic: dict[str, int] = attrs.Factory(dict)
+    failed_per_topic: dict[str, int] = attrs.Factory(dict)
 
 
 #: The totals a record carries, named as in Metrics.
 _TOTALS = ("delivered", "succeeded", "retried", "dead_lettered", "failed")
 #: The fields of a WorkerInfo that are the record's own, as written.
-_AS_RECORDED = ("host", "pid", "version", "namespace", "topics", "running", *_TOTALS, "healthy")
+_AS_RECORDED = ("host", "pid", "version", "namespace", "topics", "running", *_TOTALS, "healthy",
+                "delivered_per_topic", "failed_per_topic")
 
 
 def new_worker_id() -> str:
@@ -174,4 +178,6 @@ def worker_record(
         healthy=healthy,
         started_ms=started_ms,
         heartbeat_ms=round(interval * 1000),
+        delivered_per_topic={t: m.delivered for t, m in metrics.topics.items()},
+        failed_per_topic={t: m.failed for t, m in metrics.topics.items()},
     )

@@ -147,6 +147,9 @@ class WorkerInfo:
     last_seen: dt.datetime
     #: How often it writes its heartbeat; its record expires after a few missed ones.
     heartbeat_interval: dt.timedelta
+    #: `delivered` and `failed` per topic.
+    delivered_per_topic: Mapping[str, int] = attrs.field(factory=dict)
+    failed_per_topic: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen

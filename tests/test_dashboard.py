@@ -108,8 +108,8 @@ def test_overview_json_has_the_numbers_for_the_refresh(
     assert reply.status_code == 200
     body = reply.get_json()
     assert body["topics"] == [{"topic": "jobs", "pending": 1, "due": 0, "leased": 0,
-                               "dead": 0, "lag": None, "url": "/ui/topics/jobs",
-                               "dead_url": "/ui/topics/jobs/dead"}]
+                               "dead": 0, "lag": None, "delivered": 0, "failed": 0,
+                               "url": "/ui/topics/jobs", "dead_url": "/ui/topics/jobs/dead"}]
     assert body["redis"]["version"]
 
 

@@ -16,6 +16,7 @@ from ...models import DeadTimer
 from ...scheduler import TimerScheduler
 from ...validation import check_timer_id, check_topic
 from .formatting import UTC, due_chart, lag_seconds, trouble_first
+from .recent import RecentDeliveries
 
 #: Timers on a page of a topic, dead letters on a page of them.
 PAGE_SIZE = 50
@@ -35,22 +36,28 @@ class Pages:
 
     def __init__(self, scheduler: TimerScheduler) -> None:
         self.scheduler = scheduler
+        self.recent = RecentDeliveries()
 
     def overview(self) -> flask.Response:
         stats = trouble_first(self.scheduler.stats())
+        workers = self.scheduler.workers()
         return render(
-            "overview.html", topics=stats, lag_seconds=lag_seconds,
-            workers=self.scheduler.workers(), server=self.scheduler.server_info(),
+            "overview.html", topics=stats, lag_seconds=lag_seconds, workers=workers,
+            recent=self.recent.observe(workers), server=self.scheduler.server_info(),
             now=dt.datetime.now(UTC),
         )
 
     def overview_json(self) -> flask.Response:
         """The overview's numbers, for its script's refresh every few seconds."""
         server = self.scheduler.server_info()
+        workers = self.scheduler.workers()
+        recent = self.recent.observe(workers)
         return flask.jsonify({
             "topics": [
                 {"topic": s.topic, "pending": s.pending, "due": s.due, "leased": s.leased,
                  "dead": s.dead, "lag": lag_seconds(s),
+                 "delivered": recent.delivered.get(s.topic, 0),
+                 "failed": recent.failed.get(s.topic, 0),
                  "url": flask.url_for(".topic", topic=s.topic),
                  "dead_url": flask.url_for(".dead", topic=s.topic)}
                 for s in trouble_first(self.scheduler.stats())
@@ -60,7 +67,7 @@ class Pages:
                  "topics": sorted(w.topics), "running": sum(w.running.values()),
                  "delivered": w.delivered, "failed": w.failed, "healthy": w.healthy,
                  "last_seen": w.last_seen.isoformat()}
-                for w in self.scheduler.workers()
+                for w in workers
             ],
             "redis": {"version": server.version, "used_memory": server.used_memory,
                       "maxmemory": server.maxmemory},

@@ -67,6 +67,8 @@
     row.appendChild(dead);
     row.appendChild(cell("num lag", t.lag === null ? null : t.lag.toFixed(3),
                          t.lag === null ? "\u2013" : span(t.lag)));
+    row.appendChild(cell("num delivered", t.delivered, numbers.format(t.delivered)));
+    row.appendChild(cell("num failed", t.failed, numbers.format(t.failed)));
     return row;
   }
 
