@@ -138,6 +138,7 @@ def worker_json(worker: WorkerInfo) -> Json:
         "heartbeat_interval_s": seconds(worker.heartbeat_interval),
         "delivered_per_topic": dict(worker.delivered_per_topic),
         "failed_per_topic": dict(worker.failed_per_topic),
+        "lateness_counts": list(worker.lateness_counts),
     }
 
 

@@ -54,6 +54,7 @@ class WorkerRecord:
     #: Per topic (absent from the records of versions before them).
     delivered_per_topic: dict[str, int] = attrs.Factory(dict)
     failed_per_topic: dict[str, int] = attrs.Factory(dict)
+    lateness_counts: list[int] = attrs.Factory(list)
 
 
 #: The totals a record carries, named as in Metrics.
@@ -79,6 +80,7 @@ def worker_info(stored: StoredWorker) -> WorkerInfo | None:
     return WorkerInfo(
         worker_id=stored.worker_id,
         **{name: getattr(record, name) for name in _AS_RECORDED},
+        lateness_counts=tuple(record.lateness_counts),
         started_at=datetime_of_ms(record.started_ms),
         last_seen=datetime_of_ms(stored.seen_ms),
         heartbeat_interval=dt.timedelta(milliseconds=record.heartbeat_ms),
@@ -180,4 +182,8 @@ def worker_record(
         heartbeat_ms=round(interval * 1000),
         delivered_per_topic={t: m.delivered for t, m in metrics.topics.items()},
         failed_per_topic={t: m.failed for t, m in metrics.topics.items()},
+        lateness_counts=[
+            sum(counts) for counts in zip(*(m.lateness_seconds.counts
+                                            for m in metrics.topics.values()), strict=True)
+        ],
     )

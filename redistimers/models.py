@@ -150,6 +150,9 @@ class WorkerInfo:
     #: `delivered` and `failed` per topic.
     delivered_per_topic: Mapping[str, int] = attrs.field(factory=dict)
     failed_per_topic: Mapping[str, int] = attrs.field(factory=dict)
+    #: Deliveries since it started per lateness bucket: the counts of its
+    #: `Metrics.topics[...].lateness_seconds` histograms, summed over its topics.
+    lateness_counts: tuple[int, ...] = ()
 
 
 @attrs.frozen

@@ -4,9 +4,13 @@ per topic, remembered at each look of the dashboard."""
 from __future__ import annotations
 
 import datetime as dt
+import math
+
+import attrs
 
 from redistimers import RetryPolicy, Router, WorkerInfo
 from redistimers.contrib.dashboard.recent import RecentDeliveries
+from redistimers.metrics import LATENESS_BUCKETS
 
 from .helpers import SchedulerFactory, wait_for
 from .test_dashboard import signed_in
@@ -69,3 +73,46 @@ def test_the_overview_shows_what_each_topic_delivered_lately(
 def _fail_on_odd(payload: int) -> None:
     if payload % 2:
         raise ValueError("odd")
+
+
+def late(worker_id: str, counts: list[int]) -> WorkerInfo:
+    one = worker(worker_id, 3600, {"a": sum(counts)})
+    return attrs.evolve(one, lateness_counts=tuple(counts))
+
+
+def test_lateness_between_looks_comes_from_the_workers_histograms() -> None:
+    buckets = len(LATENESS_BUCKETS) + 1
+    recent = RecentDeliveries(window_s=300)
+    recent.observe([late("w", [0] * buckets)], now=0)
+    fast = [0] * buckets
+    fast[1] = 99  # ≤ 2.5 ms
+    fast[4] = 1  # ≤ 25 ms
+    seen = recent.observe([late("w", fast)], now=5)
+    (point,) = seen.lateness
+    assert (point.deliveries, point.p50_s, point.p99_s) == (100, 0.0025, 0.0025)
+    slow = list(fast)
+    slow[-1] += 100  # over 300 s
+    seen = recent.observe([late("w", slow)], now=10)
+    assert [(p.ago_s, p.deliveries) for p in seen.lateness] == [(5, 100), (0, 100)]
+    assert seen.lateness[-1].p99_s == math.inf
+    restarted = recent.observe([late("w", [1] + [0] * (buckets - 1))], now=15)
+    assert len(restarted.lateness) == 2  # the restart's stretch is left out, not negative
+
+
+def test_the_overview_draws_the_lateness_between_its_looks(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    router = Router()
+    router.handler("charted")(lambda payload: None)
+    running = make_scheduler(router, heartbeat_interval=0.1)
+    client = signed_in(make_scheduler())
+    with running:
+        wait_for(lambda: len(running.workers()) == 1, 10)
+        assert 'id="no-lateness"' in client.get("/").get_data(as_text=True)
+        for i in range(5):
+            running.set_timer("charted", i, activate_in=0)
+        wait_for(lambda: [w.delivered for w in running.workers()] == [5], 10)
+        page = client.get("/").get_data(as_text=True)
+    assert '<svg id="lateness-chart"' in page
+    assert 'data-count="5"' in page
+    assert "5 deliveries, p50 ≤" in page

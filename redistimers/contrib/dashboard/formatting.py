@@ -1,16 +1,21 @@
 """How the dashboard shows values: numbers with thousands separators, times relative to
 now with the absolute one at hand, bytes in units, topics trouble first, and the bars of
-the due-per-minute chart. Plain functions of values, no request, no Redis."""
+the due-per-minute and lateness charts. Plain functions of values, no request, no Redis."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
+from ...metrics import LATENESS_BUCKETS
 from ...models import DueForecast, TopicStats
+from .recent import Lateness
 
 UTC = dt.timezone.utc
 
@@ -134,6 +139,33 @@ def due_chart(forecast: DueForecast) -> Chart:
             label=f"{start.astimezone(UTC):%H:%M} UTC: {count:,} due",
         ))
     return Chart(CHART_WIDTH, CHART_HEIGHT, bars, peak, sum(counts))
+
+
+def bound_text(seconds: float) -> str:
+    """A lateness bucket's bound: "≤ 2.5 ms", "≤ 1 s", "> 300 s"."""
+    if math.isinf(seconds):
+        return f"> {LATENESS_BUCKETS[-1]:g} s"
+    return f"≤ {seconds * 1000:g} ms" if seconds < 1 else f"≤ {seconds:g} s"
+
+
+def lateness_chart(points: Sequence[Lateness], window_s: float) -> Chart:
+    """Bars of the p99 lateness between the dashboard's looks, now at the right edge; the
+    height is the bucket (the buckets grow by steps of about 2.5x: a log scale)."""
+    top = len(LATENESS_BUCKETS) + 1
+    step = CHART_WIDTH / max(window_s / 5, 1)
+    bars = []
+    for point in points:
+        level = bisect.bisect_left(LATENESS_BUCKETS, point.p99_s) + 1
+        height = max(1.0, level / top * (CHART_HEIGHT - 4))
+        x = CHART_WIDTH - point.ago_s / window_s * CHART_WIDTH - step
+        bars.append(Bar(
+            x=round(max(0.0, x), 2), y=round(CHART_HEIGHT - height, 2),
+            width=round(max(step - 1, 1), 2), height=round(height, 2), count=point.deliveries,
+            label=f"{span(point.ago_s)} ago: {point.deliveries:,} deliveries, p50 "
+                  f"{bound_text(point.p50_s)}, p99 {bound_text(point.p99_s)} late",
+        ))
+    return Chart(CHART_WIDTH, CHART_HEIGHT, bars, max((b.count for b in bars), default=0),
+                 sum(b.count for b in bars))
 
 
 FILTERS = {

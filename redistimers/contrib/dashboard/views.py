@@ -15,8 +15,8 @@ from ...errors import InvalidTimerError
 from ...models import DeadTimer
 from ...scheduler import TimerScheduler
 from ...validation import check_timer_id, check_topic
-from .formatting import UTC, due_chart, lag_seconds, trouble_first
-from .recent import RecentDeliveries
+from .formatting import UTC, due_chart, lag_seconds, lateness_chart, trouble_first
+from .recent import RECENT_S, RecentDeliveries
 
 #: Timers on a page of a topic, dead letters on a page of them.
 PAGE_SIZE = 50
@@ -41,10 +41,11 @@ class Pages:
     def overview(self) -> flask.Response:
         stats = trouble_first(self.scheduler.stats())
         workers = self.scheduler.workers()
+        recent = self.recent.observe(workers)
         return render(
             "overview.html", topics=stats, lag_seconds=lag_seconds, workers=workers,
-            recent=self.recent.observe(workers), server=self.scheduler.server_info(),
-            now=dt.datetime.now(UTC),
+            recent=recent, lateness=lateness_chart(recent.lateness, RECENT_S),
+            server=self.scheduler.server_info(), now=dt.datetime.now(UTC),
         )
 
     def overview_json(self) -> flask.Response:
