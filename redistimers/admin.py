@@ -216,7 +216,7 @@ class TimerAdmin:
             due = check_due(None, due_before)
             before_ms = due.at_ms
         with self._tracker.translating():
-            now, listed = self._inspection.list_page(
+            now, listed, resume = self._inspection.list_page(
                 topic, after, before_ms, limit, id_prefix or ""
             )
         timers = [
@@ -226,7 +226,9 @@ class TimerAdmin:
             for item in listed
         ]
         next_cursor = None
-        if len(listed) == limit:
+        if resume is not None:  # a prefix's walk stopped early: a short page, more to see
+            next_cursor = encode_cursor(*resume)
+        elif len(listed) == limit:
             next_cursor = encode_cursor(listed[-1].score_text, listed[-1].timer_id)
         return TimerPage(timers=timers, cursor=next_cursor)
 

@@ -101,3 +101,8 @@ RETRY_MAX_ATTEMPTS = 20
 RETRY_INITIAL = 1.0
 RETRY_FACTOR = 2.0
 RETRY_MAXIMUM = 600.0
+
+#: Timers one call of the list script walks past at most when it filters by id prefix:
+#: a script blocks Redis while it runs, so a rare prefix among millions of timers gives
+#: short pages with a cursor to go on from (about 10 ms of Redis per call).
+LIST_WALK_MAX = 5_000

@@ -447,7 +447,9 @@ class TimerScheduler:
         """A page of `topic`'s pending timers in due order (leased ones at their lease's
         expiry). Pass the page's `cursor` to get the next one; it stays exact while timers
         come and go. `due_before` (aware) keeps only timers due before it; `id_prefix`
-        only those whose ids start with it (pass the same filters with the cursor)."""
+        only those whose ids start with it (pass the same filters with the cursor): a call
+        walks past at most LIST_WALK_MAX other timers, so a rare prefix may give short (or
+        empty) pages before the last, each with a cursor to go on from."""
         return self._admin.list_timers(
             topic, due_before=due_before, limit=limit, cursor=cursor, id_prefix=id_prefix
         )

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 import redis
 
-from redistimers import InvalidTimerError, ServerInfo, TimerScheduler
+from redistimers import InvalidTimerError, ServerInfo, TimerScheduler, TimerSpec, defaults
 
 from .helpers import SchedulerFactory
 
@@ -84,3 +84,27 @@ def test_server_info_is_what_info_says(
     assert info.version == raw["redis_version"]
     assert info.used_memory > 0
     assert info.maxmemory == (raw["maxmemory"] or None)
+
+
+def test_a_rare_prefix_walks_a_bounded_stretch_per_call_and_pages_go_on(
+    make_scheduler: SchedulerFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A script blocks Redis while it runs: a prefix's walk past other ids stops after
+    LIST_WALK_MAX timers with a short page and a cursor, and paging still finds each
+    matching timer once."""
+    monkeypatch.setattr(defaults, "LIST_WALK_MAX", 250)
+    scheduler = make_scheduler()
+    scheduler.set_timers([
+        TimerSpec("walk", i, activate_in=60 + i, timer_id=f"{'hit' if i % 300 == 7 else 'x'}-{i}")
+        for i in range(1000)
+    ])
+    pages, found, cursor = 0, [], None
+    while True:
+        page = scheduler.list_timers("walk", limit=2, cursor=cursor, id_prefix="hit-")
+        pages += 1
+        found += [t.timer_id for t in page.timers]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert found == ["hit-7", "hit-307", "hit-607", "hit-907"]
+    assert pages >= 1000 // 250  # the walk was cut into calls of 250 at most

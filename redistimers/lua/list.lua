@@ -9,14 +9,19 @@
 -- that score. So a boundary inside a run of equal due times stays exact while timers come
 -- and go, and a page costs the same at the start of a million timers as at the end.
 -- With an id prefix, timers whose ids do not start with it are walked past (not counted),
--- so a page still holds `limit` matching timers and its cursor is the last one shown.
--- Returns {server now ms, then per timer: id, score, 1 if leased else 0, attempts, body}.
+-- so a page still holds `limit` matching timers and its cursor is the last one shown; but
+-- at most ARGV[6] timers are walked in one call (a script blocks Redis while it runs):
+-- past that, the page ends short, with where the walk stopped to go on from.
+-- Returns {server now ms, the id and score where a cut-short walk stopped ('' and ''
+-- otherwise), then per timer: id, score, 1 if leased else 0, attempts, body}.
 local t = redis.call('TIME')
 local now = (tonumber(t[1]) * 1000000 + tonumber(t[2])) / 1000
-local out = {string.format('%.3f', now)}
+local out = {string.format('%.3f', now), '', ''}
 local after_score, after_id = ARGV[1], ARGV[2]
 local limit = tonumber(ARGV[4])
 local prefix = ARGV[5] or ''
+local budget = tonumber(ARGV[6] or '0')
+if budget == nil or budget <= 0 then budget = math.huge end
 local max_score, max_open = math.huge, false
 if ARGV[3] ~= '+inf' then
   if string.sub(ARGV[3], 1, 1) == '(' then
@@ -37,6 +42,7 @@ local function bytes_le(a, b)
 end
 
 local start = 0
+local last_id, last_score = after_id, after_score
 if after_id ~= '' then
   local score = redis.call('ZSCORE', KEYS[1], after_id)
   if score and tonumber(score) == tonumber(after_score) then
@@ -56,7 +62,7 @@ if after_id ~= '' then
   end
 end
 
-local found, chunk, done = 0, math.max(limit, 100), false
+local found, chunk, done, walked = 0, math.max(limit, 100), false, 0
 while not done and found < limit do
   local entries = redis.call('ZRANGE', KEYS[1], start, start + chunk - 1, 'WITHSCORES')
   if #entries == 0 then break end
@@ -67,6 +73,13 @@ while not done and found < limit do
       done = true
       break
     end
+    if walked >= budget then  -- enough for one call: say where to go on from
+      out[2], out[3] = last_id, last_score
+      done = true
+      break
+    end
+    walked = walked + 1
+    last_id, last_score = id, score
     local body = false
     if prefix == '' or string.sub(id, 1, #prefix) == prefix then
       body = redis.call('HGET', KEYS[2], id)

@@ -111,19 +111,23 @@ class StoreInspection:
     def list_page(
         self, topic: str, after: tuple[str, str] | None, due_before_ms: float | None, limit: int,
         id_prefix: str = "",
-    ) -> tuple[float, list[ListedTimer]]:
+    ) -> tuple[float, list[ListedTimer], tuple[str, str] | None]:
         """A page of timers in due order after `after` (a score as Redis wrote it, an id),
-        only those whose ids start with `id_prefix` (every one when it is "")."""
+        only those whose ids start with `id_prefix` (every one when it is ""), and where
+        to go on from when the walk past other ids stopped early (LIST_WALK_MAX timers
+        per call: a script blocks Redis while it runs), else None."""
         k = self._keys.topic(topic)
         args = (
             *(after or ("-inf", "")),
             "+inf" if due_before_ms is None else f"({due_before_ms!r}",
             limit,
             id_prefix,
+            defaults.LIST_WALK_MAX,
         )
         op = Op("list", topic, "list", (k.due, k.body, k.lease, k.attempts), args)
         reply = self._scripts.run([op])
-        now, *items = reply[0]
+        now, resume_id, resume_score, *items = reply[0]
+        resume = (text(resume_score), text(resume_id)) if text(resume_id) else None
         return float(now), [
             ListedTimer(
                 timer_id=text(items[i]),
@@ -134,7 +138,7 @@ class StoreInspection:
                 envelope=items[i + 4],
             )
             for i in range(0, len(items), 5)
-        ]
+        ], resume
 
     def due_per_minute(self, topic: str, start_ms: float, minutes: int) -> list[int]:
         """How many timers of `topic` fall due in each of `minutes` minutes from `start_ms`
