@@ -15,16 +15,15 @@ from redistimers.metrics import LATENESS_BUCKETS
 from .helpers import SchedulerFactory, wait_for
 from .test_dashboard import signed_in
 
-NOW = dt.datetime.now(dt.timezone.utc)
-
 
 def worker(worker_id: str, started_ago_s: float, delivered: dict[str, int],
            failed: dict[str, int] | None = None) -> WorkerInfo:
+    now = dt.datetime.now(dt.timezone.utc)  # at each call: a module's import is long past
     return WorkerInfo(
         worker_id=worker_id, host="h", pid=1, version="v", namespace="n",
         topics=dict.fromkeys(delivered, 1), running={}, delivered=sum(delivered.values()),
         succeeded=0, retried=0, dead_lettered=0, failed=sum((failed or {}).values()),
-        healthy=True, started_at=NOW - dt.timedelta(seconds=started_ago_s), last_seen=NOW,
+        healthy=True, started_at=now - dt.timedelta(seconds=started_ago_s), last_seen=now,
         heartbeat_interval=dt.timedelta(seconds=5), delivered_per_topic=delivered,
         failed_per_topic=failed or {},
     )
