@@ -33,7 +33,6 @@ from ._deploy_support import (
     EXAMPLE,
     NAMESPACE,
     TOPICS,
-    Processes,
     cli_variables,
     dockerfile_env,
     dockerfile_instructions,
@@ -49,6 +48,7 @@ from ._deploy_support import (
     scrape,
     seconds,
 )
+from ._processes import Processes
 from .helpers import REPO, SchedulerFactory, cli_command, cli_environment, closed_port, wait_for
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import pytest
 import redis
 
 from redistimers.testing import RedisServer
+from tests._processes import Processes as SharedProcesses
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -46,61 +46,21 @@ def _gunicorn_options() -> list[str]:
     return ["--no-control-socket"] if "control_socket_disable" in Config().settings else []
 
 
-class Processes:
-    """The subprocesses of one test, each in its own session with its own log; at
+class Processes(SharedProcesses):
+    """The Python processes of one test (`spawn` runs its args with this interpreter); at
     teardown each gets SIGTERM, then SIGKILL (its whole process group) if it lingers."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self._tmp_path = tmp_path
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self._tmp_path / f"{name}.log").open("wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=str(REPO),
-                env=env,
-                start_new_session=True,
-            )
-        self.processes[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self._tmp_path / f"{name}.log").read_text(errors="replace")
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{self.log(name)}" for name in self.processes)
-
-    def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise AssertionError(f"{name} exited with {process.returncode}:\n{self.logs()}")
+    def spawn(  # type: ignore[override]
+        self, name: str, args: list[str], env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        return super().spawn(name, [sys.executable, *args], env)
 
     def terminate(self, name: str, timeout: float = DEADLINE) -> int:
         """SIGTERM, and the exit code once it exited."""
         process = self.processes[name]
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            return process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{name} ignored SIGTERM:\n{self.logs()}") from None
-
-    def kill_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # gunicorn's workers too
-            if process.poll() is None:
-                process.wait(5)
+        if process.poll() is not None:
+            return process.returncode
+        return self.stop(name, signal.SIGTERM, timeout)
 
 
 @pytest.fixture
@@ -109,7 +69,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     try:
         yield pool
     finally:
-        pool.kill_all()
+        pool.close()
 
 
 def _env(redis_url: str, namespace: str, **extra: str) -> dict[str, str]:
@@ -279,7 +239,7 @@ def test_gunicorn_and_the_worker_boot_before_redis_and_deliver_once_it_is_up(
         assert log.count("waiting for Redis") == 1, log  # one line down, one line up
         assert log.count(f"Redis at 127.0.0.1:{server.port} answering") == 1, log
     finally:
-        processes.kill_all()
+        processes.close()
         server.close()
 
 
