@@ -17,7 +17,14 @@ from redistimers.testing import RedisClusterNodes, RedisSentinelGroup, RedisServ
 
 from ._cli_processes import CliProcesses, cli_processes
 from ._cli_support import Cli, cli_runner
-from .helpers import Behaviour, Recorder, RecordingFactory, SchedulerFactory, ServerFactory
+from .helpers import (
+    Behaviour,
+    Recorder,
+    RecordingFactory,
+    SchedulerFactory,
+    ServerFactory,
+    scheduler_factory,
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,18 +67,20 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def make_scheduler(redis_client: redis.Redis, redis_url: str) -> Iterator[SchedulerFactory]:
-    """Build schedulers on the session's Redis; every one is stopped after the test."""
+def stopped_at_teardown() -> Iterator[list[TimerScheduler]]:
+    """Schedulers a test appends here are stopped at teardown."""
     made: list[TimerScheduler] = []
-
-    def make(*routers: Router, **options: Any) -> TimerScheduler:
-        scheduler = TimerScheduler.from_url(redis_url, routers=list(routers), **options)
-        made.append(scheduler)
-        return scheduler
-
-    yield make
+    yield made
     for scheduler in made:
         scheduler.stop(timeout=5)
+
+
+@pytest.fixture
+def make_scheduler(
+    redis_client: redis.Redis, redis_url: str, stopped_at_teardown: list[TimerScheduler]
+) -> SchedulerFactory:
+    """Build schedulers on the session's Redis; every one is stopped after the test."""
+    return scheduler_factory(redis_url, stopped_at_teardown)
 
 
 @pytest.fixture

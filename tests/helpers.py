@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import redis
 
-from redistimers import Delivery, RetryPolicy, TimerScheduler
+from redistimers import Delivery, RetryPolicy, Router, TimerScheduler
 from redistimers.testing import RedisServer
 
 
@@ -137,6 +137,17 @@ def offline_client() -> redis.Redis:
 
 def redistimers_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("redistimers")}
+
+
+def scheduler_factory(url: str, made: list[TimerScheduler]) -> SchedulerFactory:
+    """make(*routers, **options): schedulers of the Redis at `url`, kept in `made`."""
+
+    def make(*routers: Router, **options: Any) -> TimerScheduler:
+        scheduler = TimerScheduler.from_url(url, routers=list(routers), **options)
+        made.append(scheduler)
+        return scheduler
+
+    return make
 
 
 def timer_gone(scheduler: TimerScheduler, topic: str, timer_id: str) -> Callable[[], bool]:

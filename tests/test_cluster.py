@@ -29,7 +29,7 @@ from redistimers.testing import RedisClusterNodes
 
 from ._cli_support import ENVIRONMENT, Result, cli_runner
 from ._http_support import TOKEN, Api, http_server
-from .helpers import FAST_RETRY, UTC, wait_for
+from .helpers import FAST_RETRY, UTC, scheduler_factory, wait_for
 
 #: Topics whose slots three different masters of the session cluster serve (checked by
 #: test_the_topics_of_these_tests_are_served_by_three_different_masters).
@@ -88,19 +88,12 @@ class Deliveries:
 
 
 @pytest.fixture
-def cluster_schedulers(cluster_url: str) -> Iterator[ClusterSchedulers]:
+def cluster_schedulers(
+    cluster_url: str, stopped_at_teardown: list[TimerScheduler]
+) -> ClusterSchedulers:
     """make(*routers, **options): schedulers of the (flushed) session cluster, stopped at
     teardown."""
-    made: list[TimerScheduler] = []
-
-    def make(*routers: Router, **options: Any) -> TimerScheduler:
-        scheduler = TimerScheduler.from_url(cluster_url, routers=list(routers), **options)
-        made.append(scheduler)
-        return scheduler
-
-    yield make
-    for scheduler in made:
-        scheduler.stop(timeout=5)
+    return scheduler_factory(cluster_url, stopped_at_teardown)
 
 
 @pytest.fixture

@@ -91,14 +91,6 @@ class ClusterDownProbe:
         return self.down[-1] if self.down else None
 
 
-@pytest.fixture
-def stopped_at_teardown() -> Iterator[list[TimerScheduler]]:
-    made: list[TimerScheduler] = []
-    yield made
-    for scheduler in made:
-        scheduler.stop(timeout=5)
-
-
 @attrs.frozen
 class Drained:
     """What a drain across a failover saw: how long the failover took, until when the

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,15 +30,6 @@ CLUSTER_TOPICS = ("reports", "jobs", "invoices")
 ONE_ATTEMPT = RetryPolicy(max_attempts=1, initial=0.01, maximum=0.01, jitter=False)
 SHORT = 0.2  # replica_timeout where no replica will answer: each write waits this long
 STAYS = "it stays unless the primary fails before a replica has it"
-
-
-@pytest.fixture
-def stopped_at_teardown() -> Iterator[list[TimerScheduler]]:
-    """Schedulers a test appends here are stopped at teardown."""
-    made: list[TimerScheduler] = []
-    yield made
-    for scheduler in made:
-        scheduler.stop(timeout=5)
 
 
 def _info(server: RedisServer, section: str = "replication") -> dict[str, Any]:

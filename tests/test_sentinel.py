@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -68,15 +68,6 @@ def _router(topic: str, handler: Callable[[Any, Delivery], None], **options: Any
     router = Router()
     router.handler(topic, **options)(handler)
     return router
-
-
-@pytest.fixture
-def stopped_at_teardown() -> Iterator[list[TimerScheduler]]:
-    """Schedulers a test appends here are stopped at teardown."""
-    made: list[TimerScheduler] = []
-    yield made
-    for scheduler in made:
-        scheduler.stop(timeout=5)
 
 
 @pytest.fixture
